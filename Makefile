@@ -1,0 +1,66 @@
+# The single entry point: CI calls only these targets.
+#   make run          install what is needed, run the daemon with etc/pyimagestream.yaml
+#   make test         unit, network and browser tests (real sockets, real Chromium)
+#   make lint         ruff + mypy --strict
+#   make bench        throughput benchmark against a bare websockets server
+#   make deb          build the Debian package into build/
+#   make system-test  installed .deb under a real systemd (nspawn)
+#   make vm-test      real V4L2 drivers (vivid, v4l2loopback) in a QEMU guest
+#   make bench-vm     CPU per frame against µStreamer, in the QEMU guest
+#   make deps         apt-get install the Debian packages the above need (root or sudo)
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+# pip must not pick up a machine's own index configuration: the pins carry hashes.
+export PIP_CONFIG_FILE := /dev/null
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test unit-test browser-test lint bench deb system-test vm-test bench-vm deps clean
+
+$(VENV)/.stamp: requirements.txt requirements-dev.txt
+	tools/install-deps --check-venv || tools/install-deps base
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --require-hashes --no-deps \
+		-r requirements.txt -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.stamp
+
+run: $(VENV)/.stamp
+	$(VPY) -m pyimagestreamd --config etc/pyimagestream.yaml
+
+test: unit-test browser-test
+
+unit-test: $(VENV)/.stamp
+	$(VPY) -m pytest -q tests --ignore=tests/browser --ignore=tests/system --ignore=tests/vm
+
+browser-test: $(VENV)/.stamp
+	tests/browser/run
+
+lint: $(VENV)/.stamp
+	$(VENV)/bin/ruff format --check pyimagestreamd tests bench tools/pin-requirements
+	$(VENV)/bin/ruff check pyimagestreamd tests bench tools/pin-requirements
+	$(VENV)/bin/mypy pyimagestreamd
+
+bench: $(VENV)/.stamp
+	$(VPY) -m bench.throughput
+
+deb:
+	tools/build-deb
+
+system-test: deb
+	tests/system/run
+
+vm-test:
+	tests/vm/run
+
+bench-vm:
+	tests/vm/run --bench
+
+deps:
+	tools/install-deps all
+
+clean:
+	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache test-artifacts
