@@ -1,0 +1,223 @@
+"""Capture sources: ONE thread per camera that turns a device into a stream of Frames.
+
+`CaptureSource` owns the thread, its stop flag, the retry back-off and the health heartbeat;
+a concrete source (the V4L2 camera in v4l2.py, the test pattern in testpattern.py) only says
+how to open, read one frame and close. The thread hands every frame and state change to a
+`FrameSink` — in the daemon, the runner (runner.py) that forwards them to the event loop
+with `call_soon_threadsafe`. This module knows nothing of asyncio.
+
+Concurrency contract: `ensure_started()` / `ensure_stopped()` are called from one thread at
+a time (the runner serialises them); the `open`/`read`/`close` hooks run only in the capture
+thread; `describe()`, `counters` and `is_healthy()` may be read from any thread.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from typing import Any, Protocol
+
+from pyimagestreamd.config import CameraConfig
+from pyimagestreamd.frame import Frame
+
+log = logging.getLogger(__name__)
+
+# Waits between reconnect attempts, then the last one forever: quick to recover from a
+# re-plug, gentle on a camera that is gone for good.
+RETRY_DELAYS = (0.5, 1.0, 2.0, 3.0, 5.0)
+# A read hook must return within this many seconds (None when no frame came), so that the
+# thread notices a stop request and can report its heartbeat.
+READ_TIMEOUT = 0.5
+
+
+class CameraState(enum.Enum):
+    SLEEPING = "sleeping"  # no viewers: the device is closed
+    STARTING = "starting"  # opened or opening, no frame yet
+    LIVE = "live"  # frames are flowing
+    OFFLINE = "offline"  # failed; retrying with back-off
+
+
+class CameraError(Exception):
+    """The camera cannot deliver; the message is the one-line reason shown to users."""
+
+
+class FrameSink(Protocol):
+    """Receives what a capture thread produces; called from that thread."""
+
+    def on_frame(self, frame: Frame) -> None: ...
+
+    def on_state(self, state: CameraState, reason: str) -> None: ...
+
+
+class CaptureSource(ABC):
+    """Runs one capture thread for one camera; subclasses implement open/read/close."""
+
+    def __init__(self, config: CameraConfig) -> None:
+        self.config = config
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        # Heartbeat for the watchdog: advanced by the capture thread at every turn of its
+        # loop, including while it waits in back-off, so a stale value means a hung thread.
+        self.progress_at = time.monotonic()
+        self.counters: dict[str, int] = {
+            "captures_started": 0,
+            "captures_stopped": 0,
+            "frames_captured": 0,
+            "frames_dropped": 0,
+            "errors": 0,
+        }
+        self.last_size = (config.width, config.height)
+        self.frame_timeout = max(5.0, 5.0 / config.fps)
+        self._attempt = 0
+
+    # -- lifecycle, called by the runner -------------------------------------------------
+
+    @property
+    def is_running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def ensure_started(self, sink: FrameSink) -> None:
+        """Start the capture thread if it is not running."""
+        if self.is_running:
+            return
+        self._stop = threading.Event()
+        self.progress_at = time.monotonic()
+        self.counters["captures_started"] += 1
+        self._thread = threading.Thread(
+            target=self._run,
+            args=(sink, self._stop),
+            name=f"capture-{self.config.name}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def ensure_stopped(self, timeout: float = 5.0) -> bool:
+        """Stop the capture thread and wait for it; False if it did not end in `timeout`."""
+        thread = self._thread
+        if thread is None:
+            return True
+        self._stop.set()
+        thread.join(timeout)
+        if thread.is_alive():
+            log.error(
+                "camera %s: capture thread did not stop within %.0f s", self.config.name, timeout
+            )
+            return False
+        self._thread = None
+        self.counters["captures_stopped"] += 1
+        return True
+
+    def is_healthy(self, max_stall: float) -> bool:
+        """False only if the capture thread runs but has not turned for `max_stall` seconds."""
+        if not self.is_running:
+            return True
+        return time.monotonic() - self.progress_at < max_stall
+
+    def describe(self) -> dict[str, Any]:
+        """What /api/state shows about this source beyond the hub's counters."""
+        return {"source": self.config.source}
+
+    # -- hooks, called in the capture thread only ----------------------------------------
+
+    @abstractmethod
+    def open(self) -> None:
+        """Open the device; raise CameraError with a reason if it cannot be used."""
+
+    @abstractmethod
+    def read(self, timeout: float) -> Frame | None:
+        """Return the next frame, or None if none came within `timeout` seconds."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the device; must not raise for a device that is already gone."""
+
+    def offline_card(self, reason: str) -> Frame:
+        """The picture shown instead of the camera's while it is offline."""
+        from pyimagestreamd.card import offline_card  # noqa: PLC0415 - import cycle
+
+        width, height = self.last_size
+        return offline_card(width, height, f"{self.config.name}: {reason}", self.config.quality)
+
+    # -- the capture thread --------------------------------------------------------------
+
+    def _run(self, sink: FrameSink, stop: threading.Event) -> None:
+        name = self.config.name
+        self._attempt = 0
+        last_reason = ""
+        sink.on_state(CameraState.STARTING, "")
+        while not stop.is_set():
+            self.progress_at = time.monotonic()
+            reason = ""
+            try:
+                self.open()
+                reason = self._stream(sink, stop)
+            except CameraError as exc:
+                reason = str(exc)
+            except Exception as exc:  # a bug or an unforeseen driver error must not kill capture
+                reason = f"unexpected error: {exc!r}"
+                log.exception("camera %s: unexpected error in capture", name)
+            finally:
+                try:
+                    self.close()
+                except Exception as exc:  # closing a vanished device fails too (ENODEV)
+                    log.debug("camera %s: close failed: %r", name, exc)
+            if stop.is_set():
+                break
+            self.counters["errors"] += 1
+            if reason != last_reason:
+                log.warning("camera %s offline: %s", name, reason)
+                last_reason = reason
+            sink.on_state(CameraState.OFFLINE, reason)
+            try:
+                sink.on_frame(self.offline_card(reason))
+            except Exception:
+                log.exception("camera %s: cannot draw the offline card", name)
+            delay = RETRY_DELAYS[min(self._attempt, len(RETRY_DELAYS) - 1)]
+            self._attempt += 1
+            deadline = time.monotonic() + delay
+            while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+                self.progress_at = time.monotonic()
+                stop.wait(min(left, READ_TIMEOUT))
+        log.debug("camera %s: capture thread ends", name)
+
+    def _stream(self, sink: FrameSink, stop: threading.Event) -> str:
+        """Read frames until stopped; return "" on a stop request, or raise CameraError."""
+        live = False
+        last_frame_at = time.monotonic()
+        while not stop.is_set():
+            frame = self.read(READ_TIMEOUT)
+            now = time.monotonic()
+            self.progress_at = now
+            if frame is None:
+                if now - last_frame_at > self.frame_timeout:
+                    raise CameraError(f"no frames for {now - last_frame_at:.0f} s")
+                continue
+            last_frame_at = now
+            self.counters["frames_captured"] += 1
+            self.last_size = (frame.width, frame.height)
+            if not live:
+                live = True
+                self._attempt = 0  # back-off starts short again after a good stretch
+                log.info("camera %s live: %s", self.config.name, self.format_summary())
+                sink.on_state(CameraState.LIVE, "")
+            sink.on_frame(frame)
+        return ""
+
+    def format_summary(self) -> str:
+        """One line on what was negotiated, for the log."""
+        width, height = self.last_size
+        return f"{width}x{height}"
+
+
+def create_source(config: CameraConfig) -> CaptureSource:
+    """The capture source for a camera's configured `source`."""
+    if config.is_testpattern:
+        from pyimagestreamd.testpattern import TestPatternSource  # noqa: PLC0415
+
+        return TestPatternSource(config)
+    from pyimagestreamd.v4l2 import V4L2Source  # noqa: PLC0415 - optional until first use
+
+    return V4L2Source(config)

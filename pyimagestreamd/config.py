@@ -1,0 +1,308 @@
+"""Configuration: /etc/pyimagestream.yaml validated into frozen dataclasses.
+
+The first step of the data flow: everything else is built from a `Config`. Validation is
+strict (unknown keys, wrong types and out-of-range values are errors) and every error names
+the key path, the bad value, what was expected and the YAML line, because the person reading
+it is editing that file. This module does no I/O beyond reading the one file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+FORMATS = ("auto", "mjpeg", "yuyv", "nv12", "yu12")
+YUV_RANGES = ("limited", "full")
+TESTPATTERN = "testpattern"
+# Names appear in URL paths and in the client's #camera= fragment.
+CAMERA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message is one line meant for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    listen: str = "0.0.0.0"
+    port: int = 8888
+    web_root: Path | None = None
+    max_clients: int = 100
+    allowed_origins: tuple[str, ...] = ()
+    snapshot_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class CameraConfig:
+    name: str = TESTPATTERN
+    source: str = TESTPATTERN
+    width: int = 1280
+    height: int = 720
+    fps: int = 15
+    quality: int = 80
+    stop_delay: float = 10.0
+    format: str = "auto"
+    yuv_range: str = "limited"
+    input: int | None = None
+    # (name, value) pairs in file order: a tuple keeps the dataclass hashable and frozen.
+    controls: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def is_testpattern(self) -> bool:
+        return self.source == TESTPATTERN
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    log_level: str = "info"
+    cameras: tuple[CameraConfig, ...] = (CameraConfig(),)
+
+    def camera(self, name: str) -> CameraConfig | None:
+        return next((c for c in self.cameras if c.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The effective configuration, in the shape of the YAML file (for --dump-config)."""
+        server = dataclasses.asdict(self.server)
+        server["web_root"] = str(self.server.web_root) if self.server.web_root else None
+        server["allowed_origins"] = list(self.server.allowed_origins)
+        cameras = {}
+        for cam in self.cameras:
+            entry = dataclasses.asdict(cam)
+            del entry["name"]
+            entry["controls"] = dict(cam.controls)
+            cameras[cam.name] = entry
+        return {"server": server, "log_level": self.log_level, "cameras": cameras}
+
+
+class _Checker:
+    """Validates one parsed document; knows the line of every key for error messages."""
+
+    def __init__(self, lines: Mapping[tuple[str, ...], int]) -> None:
+        self.lines = lines
+
+    def fail(self, path: tuple[str, ...], value: object, expected: str) -> ConfigError:
+        line = self.lines.get(path)
+        where = f" (line {line})" if line else ""
+        shown = _show(value)
+        return ConfigError(f"{'.'.join(path)}: invalid value {shown}: expected {expected}{where}")
+
+    def mapping(
+        self, path: tuple[str, ...], value: object, allowed: tuple[str, ...]
+    ) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(path, value, "a mapping")
+        for key in value:
+            if not isinstance(key, str) or key not in allowed:
+                line = self.lines.get((*path, str(key)))
+                where = f" (line {line})" if line else ""
+                prefix = ".".join(path) + "." if path else ""
+                raise ConfigError(
+                    f"{prefix}{key}: unknown key: expected one of {', '.join(allowed)}{where}"
+                )
+        return value
+
+    def integer(self, path: tuple[str, ...], value: object, low: int, high: int) -> int:
+        # bool is an int subclass in Python, but `fps: yes` is a mistake, not 1.
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self.fail(path, value, f"an integer {low}..{high}")
+        return value
+
+    def number(self, path: tuple[str, ...], value: object, low: float, high: float) -> float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok or not math.isfinite(float(value)) or not low <= float(value) <= high:  # type: ignore[arg-type]
+            raise self.fail(path, value, f"a number of seconds {low:g}..{high:g}")
+        return float(value)  # type: ignore[arg-type]
+
+    def choice(self, path: tuple[str, ...], value: object, choices: tuple[str, ...]) -> str:
+        if not isinstance(value, str) or value not in choices:
+            raise self.fail(path, value, "one of " + ", ".join(choices))
+        return value
+
+    def string(
+        self, path: tuple[str, ...], value: object, what: str, ok: Callable[[str], bool]
+    ) -> str:
+        if not isinstance(value, str) or not ok(value):
+            raise self.fail(path, value, what)
+        return value
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _key_lines(node: yaml.Node | None) -> dict[tuple[str, ...], int]:
+    """Map every key path of the document to its 1-based line, rejecting duplicate keys."""
+    lines: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = (*path, str(key_node.value))
+                if key in lines:
+                    raise ConfigError(
+                        f"{'.'.join(key)}: duplicate key (lines {lines[key]} and "
+                        f"{key_node.start_mark.line + 1})"
+                    )
+                lines[key] = key_node.start_mark.line + 1
+                walk(value_node, key)
+
+    if node is not None:
+        walk(node, ())
+    return lines
+
+
+def parse_config(text: str, base_dir: Path | None = None) -> Config:
+    """Validate a YAML document into a Config; relative paths resolve against `base_dir`."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"invalid YAML: {problem}{where}") from None
+    if data is None:
+        raise ConfigError("the file is empty: expected a mapping with 'server', 'cameras', ...")
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"invalid top level {_show(data)}: expected a mapping with 'server', 'cameras', ..."
+        )
+    check = _Checker(_key_lines(node))
+    top = check.mapping((), data, ("server", "log_level", "cameras"))
+
+    defaults = ServerConfig()
+    srv = check.mapping(
+        ("server",), top.get("server"), tuple(f.name for f in dataclasses.fields(ServerConfig))
+    )
+    web_root_value = srv.get("web_root", None)
+    web_root = None
+    if web_root_value is not None:
+        check.string(("server", "web_root"), web_root_value, "a folder path or null", bool)
+        web_root = Path(web_root_value)
+        if not web_root.is_absolute() and base_dir is not None:
+            web_root = base_dir / web_root
+    origins = srv.get("allowed_origins", [])
+    if origins is None:
+        origins = []
+    if not isinstance(origins, list):
+        raise check.fail(("server", "allowed_origins"), origins, "a list of origins")
+    for origin in origins:
+        check.string(
+            ("server", "allowed_origins"),
+            origin,
+            "origins like 'https://example.org' (scheme://host[:port])",
+            lambda s: re.fullmatch(r"https?://[^/\s]+", s) is not None,
+        )
+    listen = srv.get("listen", defaults.listen)
+    check.string(
+        ("server", "listen"), listen, "an IP address or host name", lambda s: bool(s.strip())
+    )
+    server = ServerConfig(
+        listen=listen,
+        port=check.integer(("server", "port"), srv.get("port", defaults.port), 0, 65535),
+        web_root=web_root,
+        max_clients=check.integer(
+            ("server", "max_clients"), srv.get("max_clients", defaults.max_clients), 1, 10000
+        ),
+        allowed_origins=tuple(o.rstrip("/") for o in origins),
+        snapshot_timeout=check.number(
+            ("server", "snapshot_timeout"),
+            srv.get("snapshot_timeout", defaults.snapshot_timeout),
+            0.1,
+            600,
+        ),
+    )
+    log_level = check.choice(("log_level",), top.get("log_level", "info"), LOG_LEVELS)
+
+    cameras_value = top.get("cameras", {TESTPATTERN: {}})
+    if not isinstance(cameras_value, dict) or not cameras_value:
+        raise check.fail(("cameras",), cameras_value, "a mapping of camera names to settings")
+    cameras = tuple(
+        _parse_camera(check, name, settings) for name, settings in cameras_value.items()
+    )
+    return Config(server=server, log_level=log_level, cameras=cameras)
+
+
+def _parse_camera(check: _Checker, name: object, value: object) -> CameraConfig:
+    path = ("cameras", str(name))
+    if not isinstance(name, str) or not CAMERA_NAME.match(name):
+        raise check.fail(path, name, "a camera name of letters, digits, '-' and '_' (at most 64)")
+    fields = tuple(f.name for f in dataclasses.fields(CameraConfig) if f.name != "name")
+    cam = check.mapping(path, value, fields)
+    d = CameraConfig()
+    source = check.string(
+        (*path, "source"),
+        cam.get("source", d.source),
+        f"'{TESTPATTERN}' or a V4L2 device path such as /dev/video0",
+        lambda s: s == TESTPATTERN or s.startswith("/dev/"),
+    )
+    width = check.integer((*path, "width"), cam.get("width", d.width), 16, 7680)
+    height = check.integer((*path, "height"), cam.get("height", d.height), 16, 4320)
+    # JPEG 4:2:0 chroma planes are half size: odd sizes would need padding everywhere.
+    if width % 2:
+        raise check.fail((*path, "width"), width, "an even number of pixels")
+    if height % 2:
+        raise check.fail((*path, "height"), height, "an even number of pixels")
+    input_value = cam.get("input", d.input)
+    controls_value = cam.get("controls", {}) or {}
+    if not isinstance(controls_value, dict):
+        raise check.fail(
+            (*path, "controls"), controls_value, "a mapping of control names to integers"
+        )
+    controls = []
+    for key, ctl in controls_value.items():
+        cpath = (*path, "controls", str(key))
+        check.string(
+            cpath, key, "a control name", lambda s: re.fullmatch(r"[a-z0-9_]+", s) is not None
+        )
+        # Boolean controls (e.g. white_balance_automatic: true) are 0/1 for V4L2.
+        number = int(ctl) if isinstance(ctl, bool) else ctl
+        controls.append((key, check.integer(cpath, number, -(2**31), 2**31 - 1)))
+    return CameraConfig(
+        name=name,
+        source=source,
+        width=width,
+        height=height,
+        fps=check.integer((*path, "fps"), cam.get("fps", d.fps), 1, 240),
+        quality=check.integer((*path, "quality"), cam.get("quality", d.quality), 1, 100),
+        stop_delay=check.number(
+            (*path, "stop_delay"), cam.get("stop_delay", d.stop_delay), 0, 3600
+        ),
+        format=check.choice((*path, "format"), cam.get("format", d.format), FORMATS),
+        yuv_range=check.choice((*path, "yuv_range"), cam.get("yuv_range", d.yuv_range), YUV_RANGES),
+        input=None if input_value is None else check.integer((*path, "input"), input_value, 0, 255),
+        controls=tuple(controls),
+    )
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate the file at `path`; every failure is a one-line ConfigError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read {path}: not UTF-8 text ({exc.reason})") from None
+    try:
+        return parse_config(text, base_dir=path.parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def default_web_root() -> Path:
+    """The browser client shipped with the daemon: in the source tree or the installed one."""
+    here = Path(__file__).resolve().parent
+    candidates = [here.parent / "web", Path("/usr/share/pyimagestream/web")]
+    return next((p for p in candidates if (p / "index.html").is_file()), candidates[-1])

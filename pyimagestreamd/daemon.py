@@ -1,0 +1,227 @@
+"""Daemon: the life cycle that ties config, capture runners, server and systemd together.
+
+start: one runner (capture thread + hub) per configured camera, then the server; READY=1
+only once the listening socket is bound. run: until SIGTERM/SIGINT, keeping STATUS= current
+and petting the watchdog only while the process is healthy; SIGHUP reloads the YAML.
+stop: in order, see `_shutdown`. A core task that dies takes the process down (exit 1),
+so systemd restarts it rather than leaving a half-working daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pyimagestreamd.camera import CameraState, create_source
+from pyimagestreamd.config import Config, ConfigError, default_web_root, load_config
+from pyimagestreamd.runner import CameraRunner
+from pyimagestreamd.server import StreamServer
+from pyimagestreamd.systemd import Notifier
+
+log = logging.getLogger(__name__)
+
+# How often STATUS= is refreshed (only sent when the text changed).
+STATUS_INTERVAL = 2.0
+# A running capture thread that has not turned for this long is hung: stop petting the
+# watchdog. Its loop turns at least every READ_TIMEOUT, or in back-off every half second.
+CAPTURE_STALL_TIMEOUT = 10.0
+
+
+class Daemon:
+    """One pyimagestreamd process."""
+
+    def __init__(
+        self,
+        config: Config,
+        config_path: Path | None = None,
+        on_log_level: Callable[[str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.on_log_level = on_log_level
+        self.notifier = Notifier()
+        self.runners: dict[str, CameraRunner] = {}
+        self.server: StreamServer | None = None
+        self._stop = asyncio.Event()
+        self._failure = ""
+        self._ready = asyncio.Event()
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.port
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> int:
+        """Run until a stop signal; return the process exit status."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        try:
+            for cam in self.config.cameras:
+                self._add_runner(cam.name)
+            web_root = self.config.server.web_root or default_web_root()
+            self.server = StreamServer(self.config, self.runners, web_root)
+            try:
+                await self.server.start()
+            except OSError as exc:
+                srv = self.config.server
+                log.error(
+                    "cannot listen on %s port %d: %s", srv.listen, srv.port, exc.strerror or exc
+                )
+                return 1
+            self.notifier.ready(self.status_text())
+            self._ready.set()
+            tasks = [
+                asyncio.ensure_future(self._update_status()),
+                asyncio.ensure_future(self._pet_watchdog()),
+                asyncio.ensure_future(self._stop.wait()),
+            ]
+            try:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            return 1 if self._failure else 0
+        finally:
+            await self._shutdown()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+
+    async def _shutdown(self) -> None:
+        # 1. Tell systemd we are on our way out, so it doesn't read the pause as a hang.
+        self.notifier.stopping()
+        # 2. Stop accepting, close every WebSocket with 1001 and wait for the handlers.
+        if self.server is not None:
+            try:
+                await asyncio.wait_for(self.server.close(), 3.0)
+            except TimeoutError:
+                log.warning("some clients did not close within 3 s")
+        # 3. Stop the capture threads (each returns within its bounded read wait).
+        await asyncio.gather(*(r.close() for r in self.runners.values()))
+        log.info("stopped")
+
+    def _add_runner(self, name: str) -> None:
+        cam = self.config.camera(name)
+        assert cam is not None
+        runner = CameraRunner(create_source(cam), asyncio.get_running_loop())
+        runner.start()
+        self.runners[name] = runner
+
+    # -- health ----------------------------------------------------------------------------
+
+    def health_problem(self) -> str:
+        """Empty if healthy, else why the watchdog must not be petted."""
+        for runner in self.runners.values():
+            if runner.failed:
+                return f"camera {runner.name}: runner failed"
+            if not runner.source.is_healthy(CAPTURE_STALL_TIMEOUT):
+                stalled = time.monotonic() - runner.source.progress_at
+                return f"camera {runner.name}: capture thread stalled for {stalled:.0f} s"
+        return ""
+
+    async def _pet_watchdog(self) -> None:
+        interval = self.notifier.watchdog_interval()
+        if interval is None:
+            await asyncio.Event().wait()  # no watchdog: just wait to be cancelled
+            return
+        # Petting from a loop task proves the event loop turns; the check proves capture does.
+        reported = ""
+        while True:
+            problem = self.health_problem()
+            if problem:
+                if problem != reported:
+                    log.error("unhealthy, not petting the watchdog: %s", problem)
+            else:
+                self.notifier.watchdog()
+            reported = problem
+            await asyncio.sleep(interval)
+
+    def status_text(self) -> str:
+        parts = []
+        for name, runner in self.runners.items():
+            hub = runner.hub
+            text = f"{name}: {hub.state.value}"
+            if hub.state is CameraState.LIVE:
+                text += f" {hub.measured_fps:.1f} fps"
+            elif hub.reason:
+                text += f" ({hub.reason})"
+            parts.append(f"{text}, {hub.viewers} viewers")
+        clients = len(self.server.clients) if self.server else 0
+        return f"{clients} clients; " + "; ".join(parts)
+
+    async def _update_status(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_INTERVAL)
+            self.notifier.status(self.status_text())
+
+    # -- reload ----------------------------------------------------------------------------
+
+    async def reload(self) -> bool:
+        """Re-read the config file and apply it without dropping viewers; False if refused."""
+        if self.config_path is None:
+            log.warning("reload requested, but there is no config file to re-read")
+            return False
+        self.notifier.reloading()
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            self.notifier.reloaded(self.status_text())
+            return False
+        old = self.config
+        if (new.server.listen, new.server.port) != (old.server.listen, old.server.port):
+            log.warning("server.listen/server.port changes take effect at the next restart")
+            new = _replace_server_address(new, old)
+        if new.log_level != old.log_level and self.on_log_level is not None:
+            self.on_log_level(new.log_level)
+        self.config = new
+        for name in [n for n in self.runners if new.camera(n) is None]:
+            runner = self.runners.pop(name)
+            if self.server is not None:
+                self.server.disconnect_camera(name)
+            await runner.close()
+            log.info("camera %s removed", name)
+        for cam in new.cameras:
+            existing = self.runners.get(cam.name)
+            if existing is None:
+                self._add_runner(cam.name)
+                log.info("camera %s added", cam.name)
+            elif existing.source.config != cam:
+                await existing.replace_source(create_source(cam))
+                log.info("camera %s reconfigured", cam.name)
+        if self.server is not None:
+            self.server.set_config(new)
+            if new.server.web_root != old.server.web_root:
+                self.server.web_root = new.server.web_root or default_web_root()
+        log.info("configuration reloaded from %s", self.config_path)
+        self.notifier.reloaded(self.status_text())
+        return True
+
+
+def _replace_server_address(new: Config, old: Config) -> Config:
+    import dataclasses  # noqa: PLC0415
+
+    server = dataclasses.replace(new.server, listen=old.server.listen, port=old.server.port)
+    return dataclasses.replace(new, server=server)
+
+
+async def run_daemon(
+    config: Config, config_path: Path | None, on_log_level: Callable[[str], None]
+) -> int:
+    daemon = Daemon(config, config_path, on_log_level)
+    with contextlib.suppress(asyncio.CancelledError):
+        return await daemon.run()
+    return 0

@@ -1,0 +1,137 @@
+"""Hub: one camera's latest-frame slot, its waiting clients, and its viewer count.
+
+The middle of the data flow. The capture thread's frames arrive (through the runner, on the
+event loop) in `publish()`, which replaces the slot and wakes every waiter; each client
+handler then takes the newest frame it has not seen (`next_after`). There is no per-client
+queue, so a slow client only ever skips frames: it never builds a backlog and never slows
+anyone else. The hub also decides when the camera is wanted: from the first viewer until
+`stop_delay` seconds after the last one left (a viewer returning in between cancels the
+stop); `on_demand` tells the runner when that changes.
+
+No I/O, no threads: event-loop thread only. Unit-tested without sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from pyimagestreamd.camera import CameraState
+from pyimagestreamd.frame import Frame
+
+log = logging.getLogger(__name__)
+
+
+class Hub:
+    """The frame slot and on-demand logic of one camera."""
+
+    def __init__(
+        self, name: str, stop_delay: float, on_demand: Callable[[bool], None] | None = None
+    ) -> None:
+        self.name = name
+        self.stop_delay = stop_delay
+        self.on_demand = on_demand
+        self.latest: Frame | None = None
+        self.state = CameraState.SLEEPING
+        self.reason = ""
+        # Bumped on every state change, so a handler can tell it has a change to report.
+        self.state_version = 0
+        self.viewers = 0
+        self.wants_capture = False
+        self.frames_published = 0
+        self.frames_sent = 0
+        self._seq = 0
+        self._changed: asyncio.Future[None] | None = None
+        self._stop_handle: asyncio.TimerHandle | None = None
+        # For the measured frame rate: capture times of the last frames.
+        self._recent: list[float] = []
+
+    # -- producer side (runner) ----------------------------------------------------------
+
+    def publish(self, frame: Frame) -> Frame:
+        """Put `frame` in the slot, numbered, and wake every waiting client."""
+        self._seq += 1
+        frame = frame.with_seq(self._seq)
+        self.latest = frame
+        self.frames_published += 1
+        if not frame.is_placeholder:
+            self._recent.append(frame.captured_at)
+            del self._recent[:-31]
+        self._wake()
+        return frame
+
+    def set_state(self, state: CameraState, reason: str = "") -> None:
+        """Record a camera state change and wake every waiter so handlers can report it."""
+        if state == self.state and reason == self.reason:
+            return
+        self.state, self.reason = state, reason
+        self.state_version += 1
+        if state is not CameraState.LIVE:
+            self._recent.clear()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._changed is not None and not self._changed.done():
+            self._changed.set_result(None)
+        self._changed = None
+
+    @property
+    def measured_fps(self) -> float:
+        recent = self._recent
+        if len(recent) < 2 or time.monotonic() - recent[-1] > 2.0:
+            return 0.0
+        return (len(recent) - 1) / (recent[-1] - recent[0]) if recent[-1] > recent[0] else 0.0
+
+    # -- consumer side (client handlers) -------------------------------------------------
+
+    async def wait_change(self) -> None:
+        """Wait until the next publish or state change."""
+        if self._changed is None:
+            self._changed = asyncio.get_running_loop().create_future()
+        # One future is shared by all waiters: shield it, or one cancelled waiter (a client
+        # that disconnects) would cancel everybody's wait.
+        await asyncio.shield(self._changed)
+
+    async def next_after(self, seq: int) -> Frame:
+        """The newest frame numbered above `seq`, waiting for one if needed."""
+        while self.latest is None or self.latest.seq <= seq:
+            await self.wait_change()
+        return self.latest
+
+    def add_viewer(self) -> None:
+        """A client starts watching: cancel a pending stop, start the camera if needed."""
+        self.viewers += 1
+        if self._stop_handle is not None:
+            self._stop_handle.cancel()
+            self._stop_handle = None
+        self._set_wanted(True)
+
+    def remove_viewer(self) -> None:
+        """A client stops watching: the last one schedules the camera stop."""
+        if self.viewers <= 0:
+            raise RuntimeError(f"hub {self.name}: remove_viewer without a viewer")
+        self.viewers -= 1
+        if self.viewers == 0 and self.wants_capture:
+            loop = asyncio.get_running_loop()
+            self._stop_handle = loop.call_later(self.stop_delay, self._stop_now)
+
+    def _stop_now(self) -> None:
+        self._stop_handle = None
+        if self.viewers == 0:
+            self._set_wanted(False)
+
+    def _set_wanted(self, wanted: bool) -> None:
+        if wanted == self.wants_capture:
+            return
+        self.wants_capture = wanted
+        log.debug("camera %s %s", self.name, "wanted" if wanted else "no longer wanted")
+        if self.on_demand is not None:
+            self.on_demand(wanted)
+
+    def close(self) -> None:
+        """Cancel the pending stop timer (daemon shutdown)."""
+        if self._stop_handle is not None:
+            self._stop_handle.cancel()
+            self._stop_handle = None
