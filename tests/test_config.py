@@ -1,0 +1,119 @@
+"""Configuration validation: every bad file gets one line naming key, value, expectation, line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pyimagestreamd.config import CameraConfig, ConfigError, load_config, parse_config
+
+TOP = Path(__file__).resolve().parent.parent
+
+
+def test_shipped_config_is_valid_and_matches_code_defaults() -> None:
+    """etc/pyimagestream.yaml validates, and every value in it equals the code's default."""
+    shipped = load_config(TOP / "etc" / "pyimagestream.yaml")
+    code = parse_config("log_level: info\n")
+    assert shipped == code
+
+
+def test_partial_file_takes_defaults() -> None:
+    """A file naming one camera and one key gets the defaults for everything else."""
+    cfg = parse_config("cameras:\n  aquarium:\n    fps: 5\n")
+    cam = cfg.cameras[0]
+    assert cam == CameraConfig(name="aquarium", fps=5)
+    assert cfg.server.port == 8888
+
+
+def test_cameras_keep_file_order_and_controls() -> None:
+    """Cameras come out in file order; controls keep their order and booleans become 0/1."""
+    cfg = parse_config(
+        "cameras:\n  b: {source: /dev/video2}\n  a:\n    source: /dev/v4l/by-id/usb-x-video-index0\n"
+        "    controls: {brightness: 120, white_balance_automatic: false}\n"
+    )
+    assert [c.name for c in cfg.cameras] == ["b", "a"]
+    assert cfg.cameras[1].controls == (("brightness", 120), ("white_balance_automatic", 0))
+
+
+def test_relative_web_root_resolves_against_config_folder(tmp_path: Path) -> None:
+    """server.web_root relative to the config file's folder, not the working directory."""
+    (tmp_path / "c.yaml").write_text("server: {web_root: site}\n")
+    assert load_config(tmp_path / "c.yaml").server.web_root == tmp_path / "site"
+
+
+BAD = [
+    ("server: {port: 70000}\n", "server.port: invalid value 70000: expected an integer 0..65535 (line 1)"),
+    ("server:\n  port: http\n", "server.port: invalid value 'http': expected an integer 0..65535 (line 2)"),
+    ("server:\n  prot: 80\n", "server.prot: unknown key: expected one of listen, port, web_root, max_clients, allowed_origins, snapshot_timeout (line 2)"),
+    ("colour: red\n", "colour: unknown key: expected one of server, log_level, cameras (line 1)"),
+    ("log_level: loud\n", "log_level: invalid value 'loud': expected one of debug, info, warning, error (line 1)"),
+    ("cameras:\n  c:\n    fps: x\n", "cameras.c.fps: invalid value 'x': expected an integer 1..240 (line 3)"),
+    ("cameras:\n  c:\n    fps: yes\n", "cameras.c.fps: invalid value True: expected an integer 1..240 (line 3)"),
+    ("cameras:\n  c:\n    fps: 0\n", "cameras.c.fps: invalid value 0: expected an integer 1..240 (line 3)"),
+    ("cameras:\n  c:\n    width: 641\n", "cameras.c.width: invalid value 641: expected an even number of pixels (line 3)"),
+    ("cameras:\n  c:\n    quality: 101\n", "cameras.c.quality: invalid value 101: expected an integer 1..100 (line 3)"),
+    ("cameras:\n  c:\n    stop_delay: -1\n", "cameras.c.stop_delay: invalid value -1: expected a number of seconds 0..3600 (line 3)"),
+    ("cameras:\n  c:\n    stop_delay: .nan\n", "cameras.c.stop_delay: invalid value nan: expected a number of seconds 0..3600 (line 3)"),
+    ("cameras:\n  c:\n    source: video0\n", "cameras.c.source: invalid value 'video0': expected 'testpattern' or a V4L2 device path such as /dev/video0 (line 3)"),
+    ("cameras:\n  c:\n    format: h264\n", "cameras.c.format: invalid value 'h264': expected one of auto, mjpeg, yuyv, nv12, yu12 (line 3)"),
+    ("cameras:\n  c:\n    resolution: 1080p\n", "cameras.c.resolution: unknown key: expected one of source, width, height, fps, quality, stop_delay, format, yuv_range, input, controls (line 3)"),
+    ("cameras:\n  c:\n    controls: {Brightness: 3}\n", "cameras.c.controls.Brightness: invalid value 'Brightness': expected a control name (line 3)"),
+    ("cameras:\n  c:\n    controls: {brightness: high}\n", "cameras.c.controls.brightness: invalid value 'high': expected an integer -2147483648..2147483647 (line 3)"),
+    ("cameras:\n  'my cam': {}\n", "cameras.my cam: invalid value 'my cam': expected a camera name of letters, digits, '-' and '_' (at most 64) (line 2)"),
+    ("cameras: {}\n", "cameras: invalid value {}: expected a mapping of camera names to settings (line 1)"),
+    ("cameras: [a, b]\n", "cameras: invalid value ['a', 'b']: expected a mapping of camera names to settings (line 1)"),
+    ("server:\n  allowed_origins: example.org\n", "server.allowed_origins: invalid value 'example.org': expected a list of origins (line 2)"),
+    ("server:\n  allowed_origins: [example.org]\n", "server.allowed_origins: invalid value 'example.org': expected origins like 'https://example.org' (scheme://host[:port]) (line 2)"),
+    ("log_level: info\nlog_level: debug\n", "log_level: duplicate key (lines 1 and 2)"),
+    ("[1, 2]\n", "invalid top level [1, 2]: expected a mapping with 'server', 'cameras', ..."),
+    ("", "the file is empty: expected a mapping with 'server', 'cameras', ..."),
+    ("# only a comment\n", "the file is empty: expected a mapping with 'server', 'cameras', ..."),
+    ("server: {port: 1\n", "invalid YAML: expected ',' or '}', but got '<stream end>' (line 2, column 1)"),
+    ("cameras:\n  c:\n  fps: 3\n  - x\n", "invalid YAML: expected <block end>, but found '-' (line 4, column 3)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "message"), BAD)
+def test_bad_config_error_message(text: str, message: str) -> None:
+    """Each bad file raises ConfigError with exactly the expected one-line message."""
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert str(info.value) == message
+    assert "\n" not in str(info.value)
+
+
+def test_missing_file_names_path_and_reason(tmp_path: Path) -> None:
+    """A missing file is one line with its path and the system's reason."""
+    with pytest.raises(ConfigError, match=r"^cannot read .*nope\.yaml: No such file or directory$"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_errors_from_a_file_are_prefixed_with_its_path(tmp_path: Path) -> None:
+    """Errors found in a file start with the file's path, so the journal line says which file."""
+    path = tmp_path / "p.yaml"
+    path.write_text("server:\n  port: -1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert (
+        str(info.value)
+        == f"{path}: server.port: invalid value -1: expected an integer 0..65535 (line 2)"
+    )
+
+
+def test_binary_file_is_a_clear_error(tmp_path: Path) -> None:
+    """A file that is not UTF-8 text gets one clear line, not a traceback."""
+    path = tmp_path / "b.yaml"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_config(path)
+
+
+def test_dump_round_trips() -> None:
+    """The effective config printed by --dump-config parses back to the same config."""
+    import yaml
+
+    cfg = parse_config(
+        "cameras:\n  a: {fps: 7, controls: {brightness: 3}}\n  b: {source: /dev/video1}\n"
+    )
+    assert parse_config(yaml.safe_dump(cfg.to_dict())) == cfg

@@ -1,0 +1,109 @@
+"""Hub semantics: latest-frame slot, no repeats, shared waits, camera on demand with a delay."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from pyimagestreamd.camera import CameraState
+from pyimagestreamd.frame import Frame
+from pyimagestreamd.hub import Hub
+
+
+def frame(tag: bytes = b"x") -> Frame:
+    return Frame(b"\xff\xd8" + tag + b"\xff\xd9", 4, 2, time.monotonic(), time.time())
+
+
+async def test_publish_numbers_frames_and_keeps_only_the_latest() -> None:
+    """Each publish gets the next seq; the slot holds only the newest frame."""
+    hub = Hub("c", 1.0)
+    first = hub.publish(frame(b"1"))
+    second = hub.publish(frame(b"2"))
+    assert (first.seq, second.seq) == (1, 2)
+    assert hub.latest is second
+
+
+async def test_next_after_returns_newest_unseen_and_skips_missed_frames() -> None:
+    """A client behind by several frames gets the newest one, never the ones in between."""
+    hub = Hub("c", 1.0)
+    for tag in (b"1", b"2", b"3"):
+        hub.publish(frame(tag))
+    got = await hub.next_after(1)
+    assert got.seq == 3
+
+
+async def test_next_after_waits_and_never_repeats_a_frame() -> None:
+    """A client that has the newest frame waits for the next one instead of getting it again."""
+    hub = Hub("c", 1.0)
+    hub.publish(frame())
+    waiter = asyncio.ensure_future(hub.next_after(1))
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    hub.publish(frame())
+    assert (await asyncio.wait_for(waiter, 1)).seq == 2
+
+
+async def test_cancelled_waiter_does_not_cancel_others() -> None:
+    """One client leaving mid-wait (its wait cancelled) must not break the others' wait."""
+    hub = Hub("c", 1.0)
+    leaving = asyncio.ensure_future(hub.next_after(0))
+    staying = asyncio.ensure_future(hub.next_after(0))
+    await asyncio.sleep(0.01)
+    leaving.cancel()
+    await asyncio.sleep(0.01)
+    hub.publish(frame())
+    assert (await asyncio.wait_for(staying, 1)).seq == 1
+
+
+async def test_state_change_wakes_waiters_and_counts_versions() -> None:
+    """set_state wakes wait_change() and bumps state_version only on a real change."""
+    hub = Hub("c", 1.0)
+    waiting = asyncio.ensure_future(hub.wait_change())
+    await asyncio.sleep(0.01)
+    hub.set_state(CameraState.OFFLINE, "gone")
+    await asyncio.wait_for(waiting, 1)
+    version = hub.state_version
+    hub.set_state(CameraState.OFFLINE, "gone")
+    assert hub.state_version == version
+    hub.set_state(CameraState.OFFLINE, "another reason")
+    assert hub.state_version == version + 1
+
+
+async def test_first_viewer_wants_capture_and_last_one_stops_after_delay() -> None:
+    """Capture is wanted from the first viewer until stop_delay after the last one left."""
+    changes: list[bool] = []
+    hub = Hub("c", 0.05, on_demand=changes.append)
+    hub.add_viewer()
+    hub.add_viewer()
+    assert changes == [True]
+    hub.remove_viewer()
+    hub.remove_viewer()
+    assert changes == [True]  # not yet: the stop delay runs
+    await asyncio.sleep(0.1)
+    assert changes == [True, False]
+    assert not hub.wants_capture
+
+
+async def test_viewer_returning_within_delay_cancels_the_stop() -> None:
+    """A viewer coming back before stop_delay ends keeps the camera running."""
+    changes: list[bool] = []
+    hub = Hub("c", 0.05, on_demand=changes.append)
+    hub.add_viewer()
+    hub.remove_viewer()
+    await asyncio.sleep(0.02)
+    hub.add_viewer()
+    await asyncio.sleep(0.1)
+    assert changes == [True]
+    assert hub.wants_capture
+
+
+async def test_measured_fps_follows_publish_rate() -> None:
+    """measured_fps reflects the capture timestamps of recent frames."""
+    hub = Hub("c", 1.0)
+    hub.set_state(CameraState.LIVE)
+    now = time.monotonic()
+    for i in range(11):
+        hub.publish(Frame(b"", 2, 2, now - 1.0 + i * 0.1, 0.0))
+    assert abs(hub.measured_fps - 10.0) < 0.01
+    hub.set_state(CameraState.SLEEPING)
+    assert hub.measured_fps == 0.0
