@@ -22,8 +22,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("auto", "mjpeg", "yuyv", "nv12", "yu12")
 YUV_RANGES = ("limited", "full")
 TESTPATTERN = "testpattern"
-# Names appear in URL paths and in the client's #camera= fragment.
-CAMERA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Names appear in URL paths and in the client's #camera= fragment: letters (any script, so
+# "küche" works), digits, "-" and "_" need no quoting trouble anywhere.
+CAMERA_NAME = re.compile(r"[\w-]{1,64}")
 
 
 class ConfigError(Exception):
@@ -237,7 +238,7 @@ def parse_config(text: str, base_dir: Path | None = None) -> Config:
 
 def _parse_camera(check: _Checker, name: object, value: object) -> CameraConfig:
     path = ("cameras", str(name))
-    if not isinstance(name, str) or not CAMERA_NAME.match(name):
+    if not isinstance(name, str) or not CAMERA_NAME.fullmatch(name):
         raise check.fail(path, name, "a camera name of letters, digits, '-' and '_' (at most 64)")
     fields = tuple(f.name for f in dataclasses.fields(CameraConfig) if f.name != "name")
     cam = check.mapping(path, value, fields)

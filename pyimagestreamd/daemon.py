@@ -40,8 +40,10 @@ class Daemon:
         config: Config,
         config_path: Path | None = None,
         on_log_level: Callable[[str], None] | None = None,
+        capture_stall_timeout: float = CAPTURE_STALL_TIMEOUT,
     ) -> None:
         self.config = config
+        self.capture_stall_timeout = capture_stall_timeout
         self.config_path = config_path
         self.on_log_level = on_log_level
         self.notifier = Notifier()
@@ -111,6 +113,7 @@ class Daemon:
                 log.warning("some clients did not close within 3 s")
         # 3. Stop the capture threads (each returns within its bounded read wait).
         await asyncio.gather(*(r.close() for r in self.runners.values()))
+        self.notifier.close()
         log.info("stopped")
 
     def _add_runner(self, name: str) -> None:
@@ -127,7 +130,7 @@ class Daemon:
         for runner in self.runners.values():
             if runner.failed:
                 return f"camera {runner.name}: runner failed"
-            if not runner.source.is_healthy(CAPTURE_STALL_TIMEOUT):
+            if not runner.source.is_healthy(self.capture_stall_timeout):
                 stalled = time.monotonic() - runner.source.progress_at
                 return f"camera {runner.name}: capture thread stalled for {stalled:.0f} s"
         return ""
@@ -138,15 +141,16 @@ class Daemon:
             await asyncio.Event().wait()  # no watchdog: just wait to be cancelled
             return
         # Petting from a loop task proves the event loop turns; the check proves capture does.
-        reported = ""
+        was_healthy = True
         while True:
             problem = self.health_problem()
-            if problem:
-                if problem != reported:
-                    log.error("unhealthy, not petting the watchdog: %s", problem)
-            else:
+            if problem and was_healthy:
+                log.error("unhealthy, not petting the watchdog: %s", problem)
+            elif not problem:
+                if not was_healthy:
+                    log.warning("healthy again, petting the watchdog")
                 self.notifier.watchdog()
-            reported = problem
+            was_healthy = not problem
             await asyncio.sleep(interval)
 
     def status_text(self) -> str:

@@ -228,7 +228,7 @@ class StreamServer:
         if path == "/snapshot.jpg":
             return await self._snapshot(self.config.cameras[0].name, head)
         if path.startswith("/snapshot/") and path.endswith(".jpg"):
-            return await self._snapshot(path[len("/snapshot/") : -len(".jpg")], head)
+            return await self._snapshot(unquote(path[len("/snapshot/") : -len(".jpg")]), head)
         return self._static(path, head)
 
     def _static(self, path: str, head: bool) -> Response:
@@ -327,7 +327,7 @@ class StreamServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         assert ws.request is not None
-        path = urlsplit(ws.request.path).path
+        path = unquote(urlsplit(ws.request.path).path)
         name = path[len(WS_PREFIX) + 1 :] if path.startswith(WS_PREFIX + "/") else ""
         runner = self.runners.get(name or self.config.cameras[0].name)
         if runner is None:

@@ -55,6 +55,11 @@ class Notifier:
     def stopping(self) -> None:
         self._send("STOPPING=1\nSTATUS=stopping")
 
+    def close(self) -> None:
+        if self._sd is not None and self._sd.socket is not None:
+            self._sd.socket.close()
+        self._sd = None
+
     def watchdog(self) -> None:
         self._send("WATCHDOG=1")
 

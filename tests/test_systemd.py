@@ -1,0 +1,131 @@
+"""systemd integration over a real notification socket: READY, STATUS, watchdog on health."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from conftest import RunningDaemon, check_jpeg, make_config, timeout, ws_connect
+
+import pyimagestreamd.daemon
+from pyimagestreamd.config import CameraConfig
+from pyimagestreamd.daemon import Daemon
+from pyimagestreamd.frame import Frame
+from pyimagestreamd.systemd import Notifier
+from pyimagestreamd.testpattern import TestPatternSource
+
+
+class NotifySocket:
+    """A datagram socket standing in for systemd's notification socket."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.setblocking(False)
+        self.messages: list[str] = []
+
+    async def collect(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            data = await loop.sock_recv(self.sock, 4096)
+            self.messages.append(data.decode("utf-8"))
+
+    def count(self, text: str) -> int:
+        return sum(text in m for m in self.messages)
+
+
+@pytest.fixture
+async def notify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[NotifySocket]:
+    ns = NotifySocket(tmp_path / "notify")
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    task = asyncio.ensure_future(ns.collect())
+    yield ns
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    ns.sock.close()
+
+
+async def test_notifier_keeps_non_ascii_status(notify: NotifySocket) -> None:
+    """STATUS text with non-latin-1 characters reaches systemd intact (sdnotify would drop it)."""
+    n = Notifier()
+    n.ready("küche: live 5.0 fps, 1 viewers — 水族館")
+    n.status("küche: offline (Gerät entfernt)")
+    n.status("küche: offline (Gerät entfernt)")  # unchanged: not sent again
+    n.close()
+    await asyncio.sleep(0.1)
+    assert notify.messages == [
+        "READY=1\nSTATUS=küche: live 5.0 fps, 1 viewers — 水族館",
+        "STATUS=küche: offline (Gerät entfernt)",
+    ]
+
+
+async def test_watchdog_interval_is_half_the_period(
+    notify: NotifySocket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WATCHDOG_USEC sets the pet interval to half the period; another WATCHDOG_PID disables it."""
+    monkeypatch.setenv("WATCHDOG_USEC", "20000000")
+    notifier = Notifier()
+    assert notifier.watchdog_interval() == 10.0
+    monkeypatch.setenv("WATCHDOG_PID", "1")
+    assert notifier.watchdog_interval() is None
+    notifier.close()
+    monkeypatch.delenv("WATCHDOG_PID")
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    assert Notifier().watchdog_interval() is None
+
+
+class HangingSource(TestPatternSource):
+    """A test pattern whose read can be made to hang, like a driver stuck in an ioctl."""
+
+    hang = threading.Event()
+
+    def read(self, timeout: float) -> Frame | None:
+        while self.hang.is_set():  # stuck, without turning the capture loop
+            time.sleep(0.05)
+        return super().read(timeout)
+
+
+async def test_daemon_ready_status_and_watchdog_follow_health(
+    notify: NotifySocket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """READY after binding, STATUS names the camera, and pets stop while capture is hung."""
+    monkeypatch.setenv("WATCHDOG_USEC", "200000")  # pet every 0.1 s
+    monkeypatch.setattr(pyimagestreamd.daemon, "STATUS_INTERVAL", 0.1)
+
+    def create(cfg: CameraConfig) -> HangingSource:
+        return HangingSource(cfg)
+
+    monkeypatch.setattr(pyimagestreamd.daemon, "create_source", create)
+    HangingSource.hang.clear()
+    daemon = Daemon(
+        make_config("cameras:\n  küche: {width: 64, height: 48, fps: 20, stop_delay: 0}\n"),
+        capture_stall_timeout=1.0,
+    )
+    task = asyncio.ensure_future(daemon.run())
+    try:
+        await asyncio.wait_for(daemon.wait_ready(), timeout(10))
+        await asyncio.sleep(0.3)
+        assert notify.messages[0].startswith("READY=1\nSTATUS=0 clients; küche: sleeping")
+        assert notify.count("WATCHDOG=1") >= 2
+        async with ws_connect(RunningDaemon(daemon, task), "/websocket/k%C3%BCche") as ws:
+            await ws.send("x")
+            check_jpeg(await asyncio.wait_for(ws.recv(), timeout(10)))
+            await asyncio.sleep(0.5)
+            assert any("küche: live" in m and "1 viewers" in m for m in notify.messages)
+            HangingSource.hang.set()
+            await asyncio.sleep(1.5)  # past the 1 s stall limit
+            pets = notify.count("WATCHDOG=1")
+            await asyncio.sleep(0.5)
+            assert notify.count("WATCHDOG=1") == pets, "petted while capture was hung"
+            HangingSource.hang.clear()
+    finally:
+        daemon.request_stop()
+        await asyncio.wait_for(task, timeout(40))
+    assert notify.messages[-1] == "STOPPING=1\nSTATUS=stopping"
