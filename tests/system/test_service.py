@@ -1,0 +1,412 @@
+"""The installed package under a real systemd: one story, step by step, in file order.
+
+Each test is a step that starts from where the previous one left the container: install,
+serve, reload, refuse a bad reload, watchdog, bad config at start, stop, upgrade, purge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+import statistics
+import struct
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from machine import Machine, scaled
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
+
+BASE = "http://127.0.0.1:8888"
+WS = "ws://127.0.0.1:8888"
+CONFIG = "/etc/pyimagestream.yaml"
+V2 = [Subprotocol("pyimagestream.v2")]
+# A camera whose device path is not ASCII: it is offline (no such device), and its reason,
+# with the path in it, must reach `systemctl status` intact (sdnotify alone would drop it).
+ODD_DEVICE = "/dev/v4l/by-id/usb-Kamera_Küche-video-index0"
+
+
+def test_config(fps: int) -> str:
+    return f"""\
+# Written by tests/system: a small test pattern, and a camera that is not there.
+server:
+  port: 8888
+cameras:
+  pattern:
+    source: testpattern
+    width: 320
+    height: 240
+    fps: {fps}
+    stop_delay: 2.0
+  kitchen:
+    source: "{ODD_DEVICE}"
+    width: 320
+    height: 240
+"""
+
+
+test_config.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
+@dataclass
+class Pulled:
+    seq: int
+    time: float
+    jpeg: bytes
+
+
+async def pull(
+    ws: ClientConnection, count: int | None = None, duration: float = 0.0
+) -> list[Pulled]:
+    """Pull frames with protocol 2, one credit at a time, for `count` frames or `duration`."""
+    frames: list[Pulled] = []
+    deadline = time.monotonic() + duration
+    while (count is not None and len(frames) < count) or (
+        count is None and time.monotonic() < deadline
+    ):
+        await ws.send(json.dumps({"type": "next"}))
+        while True:
+            message = await asyncio.wait_for(ws.recv(), scaled(10))
+            if isinstance(message, bytes):
+                break
+        (size,) = struct.unpack(">I", message[:4])
+        meta = json.loads(message[4 : 4 + size])
+        frames.append(Pulled(meta["seq"], meta["time"], message[4 + size :]))
+    return frames
+
+
+def frame_interval(frames: list[Pulled]) -> float:
+    """Median capture interval, from the frames' own capture times and sequence numbers."""
+    steps = [
+        (b.time - a.time) / (b.seq - a.seq)
+        for a, b in itertools.pairwise(frames)
+        if b.seq > a.seq and b.time > a.time
+    ]
+    assert len(steps) >= 3, f"too few frames to measure: {[f.seq for f in frames]}"
+    return statistics.median(steps)
+
+
+def http_get(path: str) -> tuple[int, str, bytes]:
+    with urllib.request.urlopen(BASE + path, timeout=scaled(10)) as response:
+        return response.status, response.headers.get("Content-Type", ""), response.read()
+
+
+def daemon_lines(box: Machine, since: float) -> list[tuple[int, str]]:
+    """(priority, message) of what pyimagestreamd itself wrote to the journal since then."""
+    lines = []
+    for entry in box.journal(since):
+        if entry.get("SYSLOG_IDENTIFIER") == "pyimagestreamd":
+            message = entry.get("MESSAGE", "")
+            if isinstance(message, list):  # journald's form for non-UTF-8 bytes
+                message = bytes(message).decode("utf-8", "replace")
+            lines.append((int(entry.get("PRIORITY", 6)), message))
+    return lines
+
+
+def main_pid(box: Machine) -> int:
+    return int(box.unit("MainPID")["MainPID"])
+
+
+def is_active(box: Machine) -> bool:
+    return box.unit("ActiveState")["ActiveState"] == "active"
+
+
+def write_config(box: Machine, text: str) -> None:
+    box.path(CONFIG).write_text(text, encoding="utf-8")
+
+
+def restart_with(box: Machine, text: str) -> None:
+    write_config(box, text)
+    box.run("systemctl restart pyimagestream")
+    box.wait_for("the port to answer", serving, 30)
+
+
+def serving() -> bool:
+    try:
+        return http_get("/api/state")[0] == 200
+    except OSError:
+        return False
+
+
+# -- install ---------------------------------------------------------------------------------
+
+
+def test_apt_install_and_enable_now(machine: Machine, debs: tuple[Path, Path]) -> None:
+    """`apt install ./x.deb` installs, `systemctl enable --now` makes the service active."""
+    deb, _ = debs
+    machine.run("find / -xdev -path /proc -prune -o -print | sort >/root/files-before")
+    machine.copy_in(deb, f"/root/{deb.name}")
+    machine.run(f"apt-get install -y -q /root/{deb.name}", timeout=180)
+    machine.run("systemctl enable --now pyimagestream")
+    machine.wait_for("the service to be active", lambda: is_active(machine), 30)
+    assert machine.unit("Type")["Type"] == "notify"
+    groups = machine.run("id -nG pyimagestream").stdout.split()
+    assert "video" in groups
+    assert machine.run("systemctl is-enabled pyimagestream").stdout.strip() == "enabled"
+
+
+def test_installed_files(machine: Machine) -> None:
+    """The daemon, launcher, web client, conffile and man pages are where Debian users look."""
+    assert "pyimagestreamd 0.1.0" in machine.run("pyimagestreamd --version").stdout
+    machine.run("test -x /usr/sbin/pyimagestreamd")
+    machine.run("test -f /usr/share/pyimagestream/web/index.html")
+    machine.run("test -f /usr/share/man/man8/pyimagestreamd.8.gz")
+    machine.run("test -f /usr/share/man/man5/pyimagestream.yaml.5.gz")
+    conffiles = machine.run("dpkg-query -W -f='${Conffiles}' pyimagestream").stdout
+    assert CONFIG in conffiles
+    # The shipped config is valid, and so is --check-config's verdict on it.
+    machine.run(f"pyimagestreamd --check-config --config {CONFIG}")
+
+
+def test_installed_unit_exposure(machine: Machine) -> None:
+    """The unit as installed rates at exposure 1.5 or lower in the container's systemd too."""
+    out = machine.run("systemd-analyze security --no-pager pyimagestream.service").stdout
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out)
+    assert match, out
+    print(f"installed unit, online analysis: exposure {match.group(1)}")
+    assert float(match.group(1)) <= 1.5
+
+
+# -- serving ---------------------------------------------------------------------------------
+
+
+def test_root_page_answers_from_the_host() -> None:
+    """GET / returns the web client; /api/state answers JSON."""
+    status, content_type, body = http_get("/")
+    assert status == 200
+    assert content_type.startswith("text/html")
+    assert b"<" in body
+    status, content_type, body = http_get("/api/state")
+    assert status == 200
+    assert isinstance(json.loads(body), dict)
+
+
+async def test_websocket_client_pulls_frames_from_the_test_pattern(machine: Machine) -> None:
+    """A websockets client pulls JPEG frames, newer each time, over both protocols."""
+    restart_with(machine, test_config(fps=15))
+    async with connect(f"{WS}/websocket/pattern", compression=None) as ws:
+        seen = []
+        for _ in range(5):
+            await ws.send("next")
+            jpeg = await asyncio.wait_for(ws.recv(), scaled(10))
+            assert isinstance(jpeg, bytes)
+            assert jpeg[:2] == b"\xff\xd8"
+            seen.append(jpeg)
+    async with connect(f"{WS}/websocket/pattern", subprotocols=V2, compression=None) as ws:
+        frames = await pull(ws, count=10)
+    seqs = [f.seq for f in frames]
+    assert seqs == sorted(set(seqs)), seqs
+    assert all(f.jpeg[:2] == b"\xff\xd8" for f in frames)
+
+
+async def test_status_text_is_current_and_keeps_non_ascii(machine: Machine) -> None:
+    """`systemctl status` shows the cameras and their state, non-ASCII text intact."""
+    # A viewer wakes the kitchen camera, which goes offline with its (non-ASCII) path.
+    async with connect(f"{WS}/websocket/kitchen", compression=None) as ws:
+        await ws.send("next")
+        await asyncio.wait_for(ws.recv(), scaled(15))
+
+        def status_has_kitchen() -> bool:
+            text = machine.unit("StatusText")["StatusText"]
+            return "kitchen" in text and "Küche" in text
+
+        machine.wait_for("STATUS= with the camera's non-ASCII reason", status_has_kitchen, 20)
+    status = machine.run("systemctl status --no-pager --full pyimagestream", check=False).stdout
+    print(status)
+    assert "Status:" in status
+    assert "pattern" in status
+    assert "Küche" in status
+
+
+def test_journal_lines_have_priorities_and_no_timestamps(machine: Machine) -> None:
+    """The daemon's journal lines carry syslog priorities and no second timestamp."""
+    lines = daemon_lines(machine, time.time() - 600)
+    assert lines, "no journal lines from pyimagestreamd"
+    assert any(priority == 6 for priority, _ in lines)  # lifecycle at INFO
+    assert any(priority == 4 and "offline" in text for priority, text in lines)  # the camera
+    for _, text in lines:
+        assert not re.match(r"\d{4}-\d\d-\d\d|\d\d:\d\d:\d\d|<\d>", text), text
+
+
+# -- reload ----------------------------------------------------------------------------------
+
+
+async def test_reload_changes_fps_and_keeps_the_client_connected(machine: Machine) -> None:
+    """`systemctl reload` applies a new fps to a connected client, which stays connected."""
+    restart_with(machine, test_config(fps=15))
+    pid = main_pid(machine)
+    async with connect(f"{WS}/websocket/pattern", subprotocols=V2, compression=None) as ws:
+        before = frame_interval(await pull(ws, duration=scaled(2.5)))
+        since = time.time()
+        write_config(machine, test_config(fps=4))
+        machine.run("systemctl reload pyimagestream")
+        machine.wait_for(
+            "the reload to be logged",
+            lambda: any("reloaded" in text for _, text in daemon_lines(machine, since)),
+            15,
+        )
+        await pull(ws, count=2)  # frames from before the change may still be in flight
+        after = frame_interval(await pull(ws, duration=scaled(3)))
+        print(f"frame interval before reload {before:.3f} s, after {after:.3f} s")
+        assert before < 1 / 10
+        assert 1 / 5 < after < 1 / 3
+        await pull(ws, count=1)
+    assert main_pid(machine) == pid
+
+
+async def test_bad_reload_is_refused_and_service_keeps_serving(machine: Machine) -> None:
+    """An invalid edit + reload is refused with a clear line; the old config keeps serving."""
+    pid = main_pid(machine)
+    since = time.time()
+    write_config(machine, test_config(fps=4).replace("fps: 4", "fps: lots"))
+    machine.run("systemctl reload pyimagestream")
+    machine.wait_for(
+        "the refusal to be logged",
+        lambda: any("refused" in text for _, text in daemon_lines(machine, since)),
+        15,
+    )
+    refusal = [(p, t) for p, t in daemon_lines(machine, since) if "refused" in t]
+    print(refusal)
+    assert refusal[0][0] <= 3  # error priority
+    assert "fps" in refusal[0][1]
+    assert is_active(machine)
+    assert main_pid(machine) == pid
+    async with connect(f"{WS}/websocket/pattern", subprotocols=V2, compression=None) as ws:
+        frames = await pull(ws, count=6)
+    assert 1 / 5 < frame_interval(frames) < 1 / 3  # still the last good config (4 fps)
+    write_config(machine, test_config(fps=15))
+
+
+# -- failures --------------------------------------------------------------------------------
+
+
+def test_frozen_daemon_is_restarted_by_the_watchdog(machine: Machine) -> None:
+    """SIGSTOP on the daemon: systemd's watchdog kills and restarts it."""
+    machine.run("systemctl restart pyimagestream")
+    machine.wait_for("the port to answer", serving, 30)
+    before = machine.unit("MainPID", "NRestarts")
+    since = time.time()
+    machine.run(f"kill -STOP {before['MainPID']}")
+
+    def restarted() -> bool:
+        now = machine.unit("MainPID", "NRestarts", "ActiveState")
+        return now["ActiveState"] == "active" and now["MainPID"] not in ("0", before["MainPID"])
+
+    machine.wait_for("a watchdog restart", restarted, 45)
+    after = machine.unit("NRestarts")
+    assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1
+    journal = machine.run(f"journalctl --no-pager -u pyimagestream --since=@{since:.3f}").stdout
+    assert "Watchdog timeout" in journal, journal
+    machine.wait_for("the port to answer", serving, 30)
+
+
+def test_bad_config_at_start_fails_once_without_restart_loop(machine: Machine) -> None:
+    """A bad config at start: one clear journal line, exit status 2, no restart loop."""
+    good = machine.path(CONFIG).read_text(encoding="utf-8")
+    write_config(machine, good.replace("fps: 15", "fps: lots"))
+    try:
+        since = time.time()
+        machine.run("systemctl restart pyimagestream", check=False)
+        machine.wait_for(
+            "the service to fail",
+            lambda: machine.unit("ActiveState")["ActiveState"] == "failed",
+            20,
+        )
+        time.sleep(scaled(5))  # RestartSec is 2 s: a loop would have restarted by now
+        state = machine.unit("ActiveState", "ExecMainStatus", "NRestarts", "Result")
+        print(state)
+        assert state["ActiveState"] == "failed"
+        assert state["ExecMainStatus"] == "2"
+        # A manual restart resets the counter: any automatic restart would show here.
+        assert state["NRestarts"] == "0"
+        starts = machine.run(
+            f"journalctl --no-pager -u pyimagestream --since=@{since:.3f} -g '^Starting'",
+            check=False,
+        ).stdout
+        assert starts.count("Starting") == 1, starts
+        lines = daemon_lines(machine, since)
+        print(lines)
+        errors = [(p, t) for p, t in lines if p <= 3]
+        assert len(errors) == 1, lines
+        assert "fps" in errors[0][1] and "lots" in errors[0][1]
+        assert not any("Traceback" in t for _, t in lines)
+    finally:
+        write_config(machine, good)
+        machine.run("systemctl reset-failed pyimagestream")
+        machine.run("systemctl start pyimagestream")
+    machine.wait_for("the port to answer", serving, 30)
+
+
+async def test_stop_is_clean_and_within_the_timeout(machine: Machine) -> None:
+    """`systemctl stop` with a client connected: exit 0 within seconds, client told 1001."""
+    since = time.time()
+    async with connect(f"{WS}/websocket/pattern", compression=None) as ws:
+        await ws.send("next")
+        await asyncio.wait_for(ws.recv(), scaled(10))
+        started = time.monotonic()
+        # In a thread: this client must stay able to answer the server's close handshake.
+        await asyncio.to_thread(machine.run, "systemctl stop pyimagestream")
+        took = time.monotonic() - started
+        with pytest.raises(Exception):  # noqa: B017 - closed, whichever way
+            await asyncio.wait_for(ws.recv(), scaled(5))
+        close_code = ws.close_code
+    print(f"systemctl stop took {took:.2f} s; close code {close_code}")
+    state = machine.unit("ActiveState", "Result", "ExecMainStatus")
+    assert state == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}
+    assert took < 5  # TimeoutStopSec is 15 s
+    assert close_code == 1001
+    journal = machine.run(f"journalctl --no-pager -u pyimagestream --since=@{since:.3f}").stdout
+    assert "SIGKILL" not in journal and "timed out" not in journal, journal
+    machine.run("systemctl start pyimagestream")
+    machine.wait_for("the port to answer", serving, 30)
+
+
+# -- upgrade and purge -----------------------------------------------------------------------
+
+
+def test_upgrade_keeps_the_edited_conffile_and_restarts(
+    machine: Machine, debs: tuple[Path, Path]
+) -> None:
+    """Upgrading to a higher version keeps the user's config and restarts the service."""
+    _, upgrade = debs
+    edited = machine.path(CONFIG).read_text(encoding="utf-8") + "# edited by the admin\n"
+    write_config(machine, edited)
+    before = machine.unit("MainPID", "InvocationID")
+    machine.copy_in(upgrade, f"/root/{upgrade.name}")
+    machine.run(f"apt-get install -y -q /root/{upgrade.name}", timeout=180)
+    version = machine.run("dpkg-query -W -f='${Version}' pyimagestream").stdout
+    assert version in upgrade.name
+    assert machine.path(CONFIG).read_text(encoding="utf-8") == edited
+    machine.wait_for("the service to be active", lambda: is_active(machine), 30)
+    after = machine.unit("MainPID", "InvocationID")
+    assert after["InvocationID"] != before["InvocationID"]
+    assert after["MainPID"] != before["MainPID"]
+    machine.wait_for("the port to answer", serving, 30)
+
+
+def test_purge_leaves_no_files(machine: Machine) -> None:
+    """`apt purge` removes the service, code, conffile and everything made at run time."""
+    machine.run("apt-get purge -y -q pyimagestream", timeout=180)
+    assert not serving()
+    machine.run("find / -xdev -path /proc -prune -o -print | sort >/root/files-after")
+    new = machine.run("comm -13 /root/files-before /root/files-after").stdout.split()
+    # What the package manager itself keeps: its logs, caches and state, and this test's
+    # own files. The system user stays, by Debian convention (it may own files elsewhere).
+    kept = re.compile(
+        r"^/(root/(files-|pyimagestream_)|var/(log|cache|lib/(apt|dpkg|systemd/(catalog|coredump|timers|deb-systemd-helper)))(/|$)|etc/(passwd|group|shadow|gshadow)-?$|etc/ld\.so\.cache$)"
+    )
+    leftovers = [path for path in new if not kept.match(path)]
+    assert leftovers == []
+    paths = [
+        CONFIG, "/usr/lib/pyimagestream", "/usr/share/pyimagestream", "/usr/sbin/pyimagestreamd",
+        "/lib/systemd/system/pyimagestream.service", "/usr/lib/sysusers.d/pyimagestream.conf",
+    ]  # fmt: skip
+    gone = machine.run(f"ls -d {' '.join(paths)} 2>&1", check=False)
+    assert gone.stdout.count("No such file") == len(paths), gone.stdout
+    state = machine.run("dpkg-query -W -f='${db:Status-Abbrev}' pyimagestream", check=False)
+    assert state.stdout.strip() in ("", "un"), state.stdout
