@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 # The one scale factor for every timeout of the system tests (slow or loaded machines).
-SCALE = float(os.environ.get("PYIMAGESTREAM_TEST_TIMEOUT_SCALE", "1"))
+SCALE = float(os.environ.get("PYIMAGESTREAM_TIMEOUT_SCALE", "1"))
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 

@@ -16,6 +16,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from machine import Machine, scaled
@@ -26,8 +27,9 @@ BASE = "http://127.0.0.1:8888"
 WS = "ws://127.0.0.1:8888"
 CONFIG = "/etc/pyimagestream.yaml"
 V2 = [Subprotocol("pyimagestream.v2")]
-# A camera whose device path is not ASCII: it is offline (no such device), and its reason,
-# with the path in it, must reach `systemctl status` intact (sdnotify alone would drop it).
+# A camera with a non-ASCII name and device path: it is offline (no such device), and its
+# name and reason must reach `systemctl status` intact (sdnotify alone would drop them).
+ODD_NAME = "küche"
 ODD_DEVICE = "/dev/v4l/by-id/usb-Kamera_Küche-video-index0"
 
 
@@ -43,7 +45,7 @@ cameras:
     height: 240
     fps: {fps}
     stop_delay: 2.0
-  kitchen:
+  {ODD_NAME}:
     source: "{ODD_DEVICE}"
     width: 320
     height: 240
@@ -206,21 +208,22 @@ async def test_websocket_client_pulls_frames_from_the_test_pattern(machine: Mach
 
 async def test_status_text_is_current_and_keeps_non_ascii(machine: Machine) -> None:
     """`systemctl status` shows the cameras and their state, non-ASCII text intact."""
-    # A viewer wakes the kitchen camera, which goes offline with its (non-ASCII) path.
-    async with connect(f"{WS}/websocket/kitchen", compression=None) as ws:
+    # A viewer wakes that camera, which goes offline with its (non-ASCII) path as the reason.
+    async with connect(f"{WS}/websocket/{quote(ODD_NAME)}", compression=None) as ws:
         await ws.send("next")
         await asyncio.wait_for(ws.recv(), scaled(15))
 
-        def status_has_kitchen() -> bool:
+        def status_shows_camera() -> bool:
             text = machine.unit("StatusText")["StatusText"]
-            return "kitchen" in text and "Küche" in text
+            return f"{ODD_NAME}: offline" in text and "Kamera_Küche" in text
 
-        machine.wait_for("STATUS= with the camera's non-ASCII reason", status_has_kitchen, 20)
+        machine.wait_for("STATUS= with the non-ASCII name and reason", status_shows_camera, 20)
     status = machine.run("systemctl status --no-pager --full pyimagestream", check=False).stdout
     print(status)
     assert "Status:" in status
     assert "pattern" in status
-    assert "Küche" in status
+    assert f"{ODD_NAME}: offline" in status
+    assert "Kamera_Küche" in status
 
 
 def test_journal_lines_have_priorities_and_no_timestamps(machine: Machine) -> None:
