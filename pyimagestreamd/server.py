@@ -357,7 +357,7 @@ class StreamServer:
                 await _ProtocolV2(ws, runner, self.config).run()
             else:
                 await self._serve_original(ws, runner)
-        except ConnectionClosed:
+        except (ConnectionClosed, _ClientGoneError):
             pass
         finally:
             self.clients.pop(ws, None)
@@ -368,37 +368,41 @@ class StreamServer:
     async def _serve_original(self, ws: ServerConnection, runner: CameraRunner) -> None:
         hub = runner.hub
         hub.add_viewer()
+        # Waiting for a frame must end when the client leaves (or the daemon stops), or a
+        # handler of a stalled camera would hold its viewer forever: race it with this.
+        closed = asyncio.ensure_future(ws.wait_closed())
         try:
             last = 0
             async for message in ws:
                 if not isinstance(message, str):
                     await ws.close(CLOSE_UNSUPPORTED, "send text messages to request frames")
                     return
-                frame = await _until_closed(ws, hub.next_after(last))
+                frame = hub.latest
+                if frame is None or frame.seq <= last:  # fast path: a new frame is there
+                    frame = await _frame_or_close(hub.next_after(last), closed)
                 await ws.send(frame.jpeg)
                 last = frame.seq
                 hub.frames_sent += 1
         finally:
+            closed.cancel()
             hub.remove_viewer()
 
 
-async def _until_closed(ws: ServerConnection, waiting: Coroutine[Any, Any, Frame]) -> Frame:
-    """Await `waiting`, but raise ConnectionClosed as soon as the connection closes.
-
-    A handler waiting for a frame of a stalled camera must still notice that its client
-    left (or that the daemon is shutting down), or it would hold a viewer forever.
-    """
+async def _frame_or_close(
+    waiting: Coroutine[Any, Any, Frame], closed: asyncio.Future[None]
+) -> Frame:
+    """Await `waiting`; raise _ClientGoneError if the connection closes first."""
     task = asyncio.ensure_future(waiting)
-    closed = asyncio.ensure_future(ws.wait_closed())
-    try:
-        await asyncio.wait({task, closed}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        closed.cancel()
-        if not task.done():
-            task.cancel()
-    if task.cancelled():
-        raise ConnectionClosed(ws.protocol.close_rcvd, ws.protocol.close_sent)
+    pending: set[asyncio.Future[Any]] = {task, closed}
+    await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+    if not task.done():
+        task.cancel()
+        raise _ClientGoneError
     return task.result()
+
+
+class _ClientGoneError(Exception):
+    """The connection closed while its handler waited for a frame."""
 
 
 class _ProtocolV2:

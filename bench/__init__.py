@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): measured against a reference in the same run, never timed tests."""
