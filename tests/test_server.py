@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -327,3 +328,32 @@ async def test_stop_closes_clients_with_going_away(start_daemon: Any) -> None:
             while True:
                 await asyncio.wait_for(ws.recv(), timeout(5))
         assert ws.close_code == 1001
+
+
+async def test_snapshot_of_a_camera_without_frames_is_503_with_reason(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A camera that delivers nothing: /snapshot.jpg answers 503 with the state after the timeout."""
+    import pyimagestreamd.daemon
+    from pyimagestreamd.config import CameraConfig
+    from pyimagestreamd.frame import Frame
+    from pyimagestreamd.testpattern import TestPatternSource
+
+    class SilentSource(TestPatternSource):
+        """Opens fine, never delivers a frame (a unit-level stand-in for a mute camera)."""
+
+        def read(self, timeout: float) -> Frame | None:
+            time.sleep(timeout)
+            return None
+
+    def create(cfg: CameraConfig) -> SilentSource:
+        return SilentSource(cfg)
+
+    monkeypatch.setattr(pyimagestreamd.daemon, "create_source", create)
+    rd = await start_daemon(
+        "server: {listen: 127.0.0.1, port: 0, snapshot_timeout: 0.5}\ncameras:\n  mute: {}\n"
+    )
+    status, headers, body = await rd.get("/snapshot.jpg")
+    assert status == 503
+    assert body == b"camera mute starting: no frame within 0.5 s\n"
+    assert headers["Retry-After"] == "5"
