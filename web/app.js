@@ -1,0 +1,308 @@
+/*
+ * app.js — the page: camera list, grid and single view, toolbar, keyboard, address.
+ *
+ * The camera list comes from api/state (or, if that fails, from the hello of the default
+ * camera's WebSocket). The address says what is shown: "#camera=NAME" one camera full size,
+ * anything else the grid of all cameras (a single camera is shown full size directly). Each
+ * view on screen owns one CameraStream; views that leave the screen close theirs. All URLs
+ * are relative to the page, so the client works under a reverse proxy's path prefix.
+ *
+ * Keys: Space or K pause/resume, F fullscreen, I statistics overlay, D download the frame,
+ * Escape back to all cameras, 1-9 open a camera.
+ *
+ * Interface: importing this module starts the page. window.pyimagestream is the App, for
+ * debugging from the console: .views (Map camera -> {view, stream}), .cameras, .mode.
+ */
+
+import { httpUrl } from "./protocol.js";
+import { CameraStream } from "./stream.js";
+import { CameraView } from "./view.js";
+
+const REFRESH_MS = 250;
+const STATE_TIMEOUT_MS = 5000;
+
+function byId(id) {
+  return document.getElementById(id);
+}
+
+export function downloadName(camera, meta) {
+  // The capture time, in UTC, without ":" (not allowed in file names everywhere).
+  const stamp = new Date(meta.time * 1000).toISOString().replace(/:/g, "-");
+  return `${camera}-${stamp}.jpg`;
+}
+
+export function cameraFromHash(hash) {
+  const params = new URLSearchParams(hash.replace(/^#/, ""));
+  return params.get("camera");
+}
+
+class App {
+  constructor() {
+    this.cameras = null; // [{name, width, height}], once known
+    this.views = new Map(); // camera -> {view, stream, retryAt, attempt, failReason}
+    this.mode = null; // "grid" or "single"
+    this.userPaused = false;
+    this.main = byId("views");
+    this.heading = byId("heading");
+    this.buttons = {
+      back: byId("back"),
+      pause: byId("pause"),
+      fullscreen: byId("fullscreen"),
+      download: byId("download"),
+      info: byId("info"),
+    };
+    this.notice = byId("notice");
+    this.showInfo = localStorage.getItem("pyimagestream.info") === "1";
+  }
+
+  async start() {
+    const b = this.buttons;
+    b.back.addEventListener("click", () => this.openGrid());
+    b.pause.addEventListener("click", () => this.togglePause());
+    b.fullscreen.addEventListener("click", () => this.toggleFullscreen());
+    b.download.addEventListener("click", () => this.download());
+    b.info.addEventListener("click", () => this.toggleInfo());
+    window.addEventListener("hashchange", () => this.route());
+    document.addEventListener("visibilitychange", () => this.onVisibility());
+    document.addEventListener("fullscreenchange", () => this.updateToolbar());
+    document.addEventListener("keydown", (event) => this.onKey(event));
+    this.applyInfo();
+    setInterval(() => this.refresh(), REFRESH_MS);
+
+    this.cameras = await this.fetchCameras();
+    if (this.cameras === null) {
+      this.say("Could not read the camera list (api/state); showing the default camera.");
+    }
+    this.route();
+  }
+
+  async fetchCameras() {
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), STATE_TIMEOUT_MS);
+    try {
+      const response = await fetch(httpUrl("api/state"), {
+        cache: "no-store",
+        signal: abort.signal,
+      });
+      if (!response.ok) return null;
+      const state = await response.json();
+      return state.cameras.map((c) => ({ name: c.name, width: c.width, height: c.height }));
+    } catch (err) {
+      return null;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  say(text) {
+    this.notice.textContent = text;
+    this.notice.hidden = !text;
+  }
+
+  route() {
+    const wanted = cameraFromHash(window.location.hash);
+    if (wanted !== null) {
+      this.show("single", [wanted]);
+    } else if (this.cameras === null) {
+      this.show("single", [""]); // the server's default camera; its hello names it
+    } else if (this.cameras.length === 1) {
+      this.show("single", [this.cameras[0].name]);
+    } else {
+      this.show("grid", this.cameras.map((c) => c.name));
+    }
+  }
+
+  openGrid() {
+    // Drop the hash without adding a history entry for the grid itself.
+    if (window.location.hash) {
+      history.pushState(null, "", window.location.pathname + window.location.search);
+    }
+    this.route();
+  }
+
+  show(mode, names) {
+    const same =
+      mode === this.mode &&
+      names.length === this.views.size &&
+      names.every((name) => this.views.has(name));
+    if (same) return;
+    for (const entry of this.views.values()) entry.stream.close();
+    this.views.clear();
+    this.main.replaceChildren();
+    this.mode = mode;
+    this.main.className = mode === "grid" ? "grid" : "single";
+
+    for (const [index, name] of names.entries()) {
+      this.main.append(this.addView(name, mode, index));
+    }
+    const single = mode === "single" ? names[0] : null;
+    this.heading.textContent = single === null ? "All cameras" : single || "Camera";
+    document.title = single ? `${single} — pyimagestream` : "pyimagestream";
+    this.updateToolbar();
+    this.refresh();
+  }
+
+  addView(name, mode, index) {
+    const view = new CameraView(name || "default", { compact: mode === "grid" });
+    const known = this.cameras && this.cameras.find((c) => c.name === name);
+    if (known) view.setSize(known.width, known.height);
+    const entry = { view, stream: null, retryAt: 0, attempt: 0, failReason: "" };
+    const stream = new CameraStream(name, {
+      onFrame: (bitmap, meta) => view.showFrame(bitmap, meta),
+      onState: () => this.refreshOne(entry),
+      onHello: (hello) => this.onHello(hello, entry),
+      onConnection: (status, info) => {
+        entry.retryAt = info.delay ? performance.now() + info.delay : 0;
+        entry.attempt = info.attempt || 0;
+        if (status === "failed") entry.failReason = info.reason;
+        this.refreshOne(entry);
+      },
+    });
+    entry.stream = stream;
+    this.views.set(name, entry);
+    if (this.userPaused) stream.setPaused("user", true);
+    if (document.hidden) stream.setPaused("hidden", true);
+    stream.start();
+
+    if (mode !== "grid") return view.element;
+    const link = document.createElement("a");
+    link.className = "tile";
+    link.href = `#camera=${encodeURIComponent(name)}`;
+    link.setAttribute("aria-label", `Open camera ${name}`);
+    link.title = index < 9 ? `Open camera ${name} (key ${index + 1})` : `Open camera ${name}`;
+    link.append(view.element);
+    return link;
+  }
+
+  onHello(hello, entry) {
+    if (this.cameras === null && Array.isArray(hello.cameras)) {
+      this.cameras = hello.cameras.map((name) => ({ name, width: 0, height: 0 }));
+      if (this.mode === "single" && !cameraFromHash(window.location.hash)) {
+        entry.view.camera = hello.camera;
+        this.heading.textContent = hello.camera;
+        document.title = `${hello.camera} — pyimagestream`;
+      }
+      this.updateToolbar();
+    }
+  }
+
+  onVisibility() {
+    // A hidden tab pulls nothing: the server stops counting it as a viewer.
+    for (const { stream } of this.views.values()) stream.setPaused("hidden", document.hidden);
+    this.refresh();
+  }
+
+  togglePause() {
+    this.userPaused = !this.userPaused;
+    for (const { stream } of this.views.values()) stream.setPaused("user", this.userPaused);
+    this.updateToolbar();
+    this.refresh();
+  }
+
+  toggleInfo() {
+    this.showInfo = !this.showInfo;
+    localStorage.setItem("pyimagestream.info", this.showInfo ? "1" : "0");
+    this.applyInfo();
+    this.refresh();
+  }
+
+  applyInfo() {
+    document.body.classList.toggle("show-info", this.showInfo);
+    this.buttons.info.setAttribute("aria-pressed", String(this.showInfo));
+  }
+
+  async toggleFullscreen() {
+    try {
+      if (document.fullscreenElement) {
+        await document.exitFullscreen();
+      } else {
+        const target =
+          this.mode === "single" && this.views.size === 1
+            ? [...this.views.values()][0].view.element
+            : this.main;
+        await target.requestFullscreen();
+      }
+    } catch (err) {
+      this.say(`Fullscreen is not available here: ${err.message}`);
+    }
+  }
+
+  download() {
+    if (this.mode !== "single") return;
+    const [entry] = this.views.values();
+    const last = entry && entry.stream.lastJpeg();
+    if (!last) {
+      this.say("No frame to download yet.");
+      return;
+    }
+    const url = URL.createObjectURL(new Blob([last.jpeg], { type: "image/jpeg" }));
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = downloadName(last.meta.camera || entry.stream.camera, last.meta);
+    document.body.append(link);
+    link.click();
+    link.remove();
+    // The download has its own reference by now; give it a moment anyway.
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  }
+
+  updateToolbar() {
+    const b = this.buttons;
+    const many = this.cameras !== null && this.cameras.length > 1;
+    b.back.hidden = !(this.mode === "single" && many);
+    b.download.hidden = this.mode !== "single";
+    b.pause.setAttribute("aria-pressed", String(this.userPaused));
+    b.pause.querySelector(".label").textContent = this.userPaused ? "Resume" : "Pause";
+    b.pause.title = this.userPaused ? "Resume (Space)" : "Pause (Space)";
+    b.pause.classList.toggle("is-paused", this.userPaused);
+    const full = Boolean(document.fullscreenElement);
+    b.fullscreen.setAttribute("aria-pressed", String(full));
+    b.fullscreen.querySelector(".label").textContent = full ? "Exit fullscreen" : "Fullscreen";
+  }
+
+  onKey(event) {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    const target = event.target;
+    if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName))) {
+      return;
+    }
+    const key = event.key;
+    // Space on a focused button or link already activates it.
+    const onControl = target && /^(BUTTON|A)$/.test(target.tagName);
+    if ((key === " " && !onControl) || key === "k" || key === "K") {
+      this.togglePause();
+    } else if (key === "f" || key === "F") {
+      this.toggleFullscreen();
+    } else if (key === "i" || key === "I") {
+      this.toggleInfo();
+    } else if (key === "d" || key === "D") {
+      this.download();
+    } else if (key === "Escape" && !document.fullscreenElement && this.mode === "single") {
+      if (this.cameras && this.cameras.length > 1) this.openGrid();
+      else return;
+    } else if (/^[1-9]$/.test(key) && this.cameras && this.cameras[Number(key) - 1]) {
+      window.location.hash = `camera=${encodeURIComponent(this.cameras[Number(key) - 1].name)}`;
+    } else {
+      return;
+    }
+    event.preventDefault();
+  }
+
+  refreshOne(entry) {
+    const now = performance.now();
+    const stats = entry.stream.stats();
+    stats.retryIn = entry.retryAt ? entry.retryAt - now : 0;
+    stats.attempt = entry.attempt;
+    stats.failReason = entry.failReason;
+    stats.pausedByUser = entry.stream.pausedBy("user");
+    entry.view.update(stats);
+  }
+
+  refresh() {
+    for (const entry of this.views.values()) this.refreshOne(entry);
+  }
+}
+
+const app = new App();
+window.pyimagestream = app;
+app.start();

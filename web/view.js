@@ -1,0 +1,177 @@
+/*
+ * view.js — one camera on the page: its picture, a plain-words status, the statistics overlay.
+ *
+ * Draws decoded ImageBitmaps into a canvas through the "bitmaprenderer" context (the bitmap
+ * is handed over, not copied, and so is freed with the next one). Whenever the picture is not
+ * live — connecting, reconnecting, paused, camera starting, sleeping or offline — a status
+ * line over it says so and the last frame is dimmed, so a frozen picture is never shown
+ * without comment.
+ *
+ * Interface:
+ *   new CameraView(camera, {compact})  compact: a grid tile (smaller text, no overlay labels)
+ *   .element                 the <figure>, to be placed in the page
+ *   .showFrame(bitmap, meta) draw a frame (takes ownership of the bitmap)
+ *   .update(stats)           status line, badge, aria-label and data-* attributes from
+ *                            CameraStream.stats(); the overlay too when it is visible
+ *   .setSize(width, height)  reserve the picture's shape before the first frame
+ *   .canvas
+ */
+
+const STATE_WORDS = {
+  starting: "starting",
+  live: "live",
+  sleeping: "sleeping",
+  offline: "offline",
+};
+
+export function describe(stats) {
+  switch (stats.connection) {
+    case "failed":
+      return `Cannot show this camera: ${stats.failReason || "the server refused"}`;
+    case "connecting":
+      return "Connecting…";
+    case "reconnecting":
+      return stats.retryIn > 0
+        ? `Connection lost — reconnecting in ${Math.ceil(stats.retryIn / 1000)} s (attempt ${stats.attempt})…`
+        : "Connection lost — reconnecting…";
+    case "closed":
+      return "Disconnected";
+    default:
+      break;
+  }
+  if (stats.pausedByUser) {
+    return stats.state === "sleeping" ? "Paused — the camera is sleeping" : "Paused";
+  }
+  if (stats.paused) return "Paused while this tab is hidden";
+  switch (stats.state) {
+    case "starting":
+      return "Camera starting…";
+    case "sleeping":
+      return "Camera sleeping — waking it up…";
+    case "offline":
+      return `Camera offline: ${stats.reason || "no reason given"}`;
+    default:
+      return stats.frames === 0 ? "Waiting for the first frame…" : "";
+  }
+}
+
+function fmt(value, digits = 0) {
+  return Number.isFinite(value) ? value.toFixed(digits) : "–";
+}
+
+export class CameraView {
+  constructor(camera, { compact = false } = {}) {
+    this.camera = camera;
+    const figure = document.createElement("figure");
+    figure.className = compact ? "camera compact" : "camera";
+    figure.dataset.camera = camera;
+
+    const picture = document.createElement("div");
+    picture.className = "picture";
+    const canvas = document.createElement("canvas");
+    canvas.setAttribute("role", "img");
+    canvas.width = 1280;
+    canvas.height = 720;
+    this.canvas = canvas;
+    this.context = canvas.getContext("bitmaprenderer");
+    this.context2d = this.context ? null : canvas.getContext("2d");
+
+    const status = document.createElement("p");
+    status.className = "status";
+    status.setAttribute("role", "status");
+    status.setAttribute("aria-live", "polite");
+    this.status = status;
+
+    const overlay = document.createElement("dl");
+    overlay.className = "overlay";
+    overlay.setAttribute("aria-label", `Statistics of camera ${camera}`);
+    this.fields = {};
+    for (const [key, label] of [
+      ["fps", "fps"],
+      ["age", "age"],
+      ["rate", "kB/s"],
+      ["size", "size"],
+      ["window", "window"],
+      ["state", "state"],
+    ]) {
+      const dt = document.createElement("dt");
+      dt.textContent = label;
+      const dd = document.createElement("dd");
+      dd.dataset.field = key;
+      dd.textContent = "–";
+      overlay.append(dt, dd);
+      this.fields[key] = dd;
+    }
+    this.overlay = overlay;
+
+    picture.append(canvas, status, overlay);
+
+    const caption = document.createElement("figcaption");
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = camera;
+    const badge = document.createElement("span");
+    badge.className = "badge";
+    badge.textContent = "starting";
+    this.badge = badge;
+    caption.append(name, " ", badge);
+
+    figure.append(picture, caption);
+    this.element = figure;
+    this.lastText = null;
+    this.update({ connection: "connecting", state: "starting", frames: 0 });
+  }
+
+  setSize(width, height) {
+    if (width > 0 && height > 0 && (this.canvas.width !== width || this.canvas.height !== height)) {
+      this.canvas.width = width;
+      this.canvas.height = height;
+    }
+  }
+
+  showFrame(bitmap, meta) {
+    this.setSize(bitmap.width, bitmap.height);
+    if (this.context) {
+      this.context.transferFromImageBitmap(bitmap); // takes the bitmap: nothing to close
+    } else {
+      this.context2d.drawImage(bitmap, 0, 0);
+      bitmap.close();
+    }
+    this.element.dataset.seq = String(meta.seq);
+  }
+
+  update(stats) {
+    const text = describe(stats);
+    if (text !== this.lastText) {
+      this.lastText = text;
+      this.status.textContent = text;
+      this.status.hidden = text === "";
+      this.element.classList.toggle("stale", text !== "");
+    }
+    const state = STATE_WORDS[stats.state] || stats.state;
+    const shown = stats.connection === "open" ? (stats.paused ? "paused" : state) : stats.connection;
+    if (this.badge.textContent !== shown) this.badge.textContent = shown;
+    const label =
+      text === ""
+        ? `Live picture from camera ${this.camera}`
+        : `Camera ${this.camera}: ${text}`;
+    if (this.canvas.getAttribute("aria-label") !== label) this.canvas.setAttribute("aria-label", label);
+
+    const data = this.element.dataset;
+    data.state = stats.state;
+    data.connection = stats.connection;
+    data.paused = String(Boolean(stats.paused));
+    data.frames = String(stats.frames);
+
+    if (this.overlay.offsetParent === null) return; // hidden: skip the text updates
+    const f = this.fields;
+    f.fps.textContent = fmt(stats.fps, 1);
+    f.age.textContent = Number.isFinite(stats.age) ? `${fmt(stats.age)} ms` : "–";
+    f.rate.textContent = fmt((stats.bytesPerSecond || 0) / 1000);
+    f.size.textContent = stats.width ? `${stats.width}×${stats.height}` : "–";
+    f.window.textContent = Number.isFinite(stats.rtt)
+      ? `${stats.window} (rtt ${fmt(stats.rtt)} ms)`
+      : String(stats.window ?? "–");
+    f.state.textContent = shown + (stats.reason && stats.state !== "live" ? `: ${stats.reason}` : "");
+  }
+}
