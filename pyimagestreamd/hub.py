@@ -86,13 +86,21 @@ class Hub:
 
     # -- consumer side (client handlers) -------------------------------------------------
 
-    async def wait_change(self) -> None:
-        """Wait until the next publish or state change."""
+    def change_future(self) -> asyncio.Future[None]:
+        """A future done at the next publish or state change; shared: never cancel it.
+
+        Taken synchronously, right after checking the hub, so that no change can slip in
+        between the check and the wait.
+        """
         if self._changed is None:
             self._changed = asyncio.get_running_loop().create_future()
+        return self._changed
+
+    async def wait_change(self) -> None:
+        """Wait until the next publish or state change."""
         # One future is shared by all waiters: shield it, or one cancelled waiter (a client
         # that disconnects) would cancel everybody's wait.
-        await asyncio.shield(self._changed)
+        await asyncio.shield(self.change_future())
 
     async def next_after(self, seq: int) -> Frame:
         """The newest frame numbered above `seq`, waiting for one if needed."""

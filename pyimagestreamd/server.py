@@ -450,12 +450,13 @@ class _ProtocolV2:
                 if self.credits > 0 and latest is not None and latest.seq > self.last_seq:
                     await self._send_frame(latest)
                     continue
-                waiting = asyncio.ensure_future(hub.wait_change())
-                done, _ = await asyncio.wait(
-                    {receiving, waiting}, return_when=asyncio.FIRST_COMPLETED
-                )
+                # Taken right after the checks above, so no change slips in between; shielded,
+                # because cancelling our wait must not cancel the future all clients share.
+                waiting = asyncio.shield(hub.change_future())
+                pending: set[asyncio.Future[Any]] = {receiving, waiting}
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 if waiting not in done:
-                    waiting.cancel()  # the shared future itself is shielded
+                    waiting.cancel()
                 if receiving in done:
                     message = receiving.result()  # ConnectionClosed ends the connection
                     receiving = None

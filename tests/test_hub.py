@@ -107,3 +107,14 @@ async def test_measured_fps_follows_publish_rate() -> None:
     assert abs(hub.measured_fps - 10.0) < 0.01
     hub.set_state(CameraState.SLEEPING)
     assert hub.measured_fps == 0.0
+
+
+async def test_change_future_is_taken_synchronously_and_survives_a_cancelled_shield() -> None:
+    """A change right after taking change_future() is not missed; cancelling a shield is harmless."""
+    hub = Hub("c", 1.0)
+    mine = asyncio.shield(hub.change_future())
+    other = hub.change_future()
+    mine.cancel()
+    hub.publish(frame())  # before anyone awaited: still seen
+    await asyncio.wait_for(asyncio.shield(other), 1)
+    assert other.done() and not other.cancelled()
