@@ -256,8 +256,8 @@ async def test_reload_changes_fps_and_keeps_the_client_connected(machine: Machin
         await pull(ws, count=2)  # frames from before the change may still be in flight
         after = frame_interval(await pull(ws, duration=scaled(3)))
         print(f"frame interval before reload {before:.3f} s, after {after:.3f} s")
-        assert before < 1 / 10
-        assert 1 / 5 < after < 1 / 3
+        assert before < 1 / 8  # 15 fps
+        assert 1 / 5.5 < after < 1 / 2.5  # 4 fps
         await pull(ws, count=1)
     assert main_pid(machine) == pid
 
@@ -267,22 +267,24 @@ async def test_bad_reload_is_refused_and_service_keeps_serving(machine: Machine)
     pid = main_pid(machine)
     since = time.time()
     write_config(machine, test_config(fps=4).replace("fps: 4", "fps: lots"))
-    machine.run("systemctl reload pyimagestream")
-    machine.wait_for(
-        "the refusal to be logged",
-        lambda: any("refused" in text for _, text in daemon_lines(machine, since)),
-        15,
-    )
-    refusal = [(p, t) for p, t in daemon_lines(machine, since) if "refused" in t]
-    print(refusal)
-    assert refusal[0][0] <= 3  # error priority
-    assert "fps" in refusal[0][1]
-    assert is_active(machine)
-    assert main_pid(machine) == pid
-    async with connect(f"{WS}/websocket/pattern", subprotocols=V2, compression=None) as ws:
-        frames = await pull(ws, count=6)
-    assert 1 / 5 < frame_interval(frames) < 1 / 3  # still the last good config (4 fps)
-    write_config(machine, test_config(fps=15))
+    try:
+        machine.run("systemctl reload pyimagestream")
+        machine.wait_for(
+            "the refusal to be logged",
+            lambda: any("refused" in text for _, text in daemon_lines(machine, since)),
+            15,
+        )
+        refusal = [(p, t) for p, t in daemon_lines(machine, since) if "refused" in t]
+        print(refusal)
+        assert refusal[0][0] <= 3  # error priority
+        assert "fps" in refusal[0][1]
+        assert is_active(machine)
+        assert main_pid(machine) == pid
+        async with connect(f"{WS}/websocket/pattern", subprotocols=V2, compression=None) as ws:
+            frames = await pull(ws, count=6)
+        assert 1 / 5.5 < frame_interval(frames) < 1 / 2.5  # still the last good config (4 fps)
+    finally:
+        write_config(machine, test_config(fps=15))
 
 
 # -- failures --------------------------------------------------------------------------------
