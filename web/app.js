@@ -148,7 +148,10 @@ class App {
     if (known) view.setSize(known.width, known.height);
     const entry = { view, stream: null, retryAt: 0, attempt: 0, failReason: "" };
     const stream = new CameraStream(name, {
-      onFrame: (bitmap, meta) => view.showFrame(bitmap, meta),
+      onFrame: (bitmap, meta) => {
+        view.showFrame(bitmap, meta);
+        if (stream.frames === 1) this.refreshOne(entry); // drop "waiting" at once
+      },
       onState: () => this.refreshOne(entry),
       onHello: (hello) => this.onHello(hello, entry),
       onConnection: (status, info) => {

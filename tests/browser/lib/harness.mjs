@@ -1,0 +1,209 @@
+// harness.mjs — the real things the browser tests drive: pyimagestreamd from this tree, Debian's
+// Chromium through playwright-core, Debian's nginx, and a delaying TCP relay. No mocks.
+//
+// Interface:
+//   REPO, ARTIFACTS            the repository root; test-artifacts/browser under it
+//   scaled(ms)                 ms times PYIMAGESTREAM_TIMEOUT_SCALE (default 1), for every wait
+//   freePort()                 a free TCP port on 127.0.0.1
+//   startDaemon(cameras, opts) a running daemon: {port, url, state(), stop(), start(), close()}
+//   launchBrowser()            Chromium (headless, fresh profile)
+//   openPage(browser, url, {viewport})
+//                              a page whose console errors, page errors and WebSocket sends
+//                              are recorded: page.errors, and in the page window.__sent
+//                              (window.__recordSends = false stops that) and window.__urls
+//   waitFor(what, fn, ms)      poll fn() until it returns a truthy value that is not a string
+//                              (a string means "not yet" and says why); throws naming `what`
+//                              and the last answer on timeout
+//   sleep(ms)
+
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+export const ARTIFACTS = path.join(REPO, "test-artifacts", "browser");
+const SCALE = Number(process.env.PYIMAGESTREAM_TIMEOUT_SCALE || "1") || 1;
+export const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+
+export function scaled(ms) {
+  return ms * SCALE;
+}
+
+export function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export async function waitFor(what, fn, ms = 10_000, every = 100) {
+  const deadline = Date.now() + scaled(ms);
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last && typeof last !== "string") return last;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${scaled(ms)} ms waiting for ${what} (last: ${last})`);
+    }
+    await sleep(every);
+  }
+}
+
+export async function freePort() {
+  const server = net.createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address();
+  server.close();
+  await once(server, "close");
+  return port;
+}
+
+function yamlCameras(cameras) {
+  return Object.entries(cameras)
+    .map(
+      ([name, c]) =>
+        `  ${name}:\n` +
+        `    source: testpattern\n` +
+        `    width: ${c.width}\n    height: ${c.height}\n    fps: ${c.fps}\n` +
+        `    quality: ${c.quality ?? 80}\n    stop_delay: ${c.stop_delay ?? 10}\n`,
+    )
+    .join("");
+}
+
+/** The daemon of this tree on 127.0.0.1 with test-pattern cameras {name: {width, ...}}. */
+export async function startDaemon(cameras, { maxClients = 100 } = {}) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "pyimagestream-browser-"));
+  const port = await freePort();
+  const config = path.join(dir, "pyimagestream.yaml");
+  writeFileSync(
+    config,
+    `server:\n  listen: "127.0.0.1"\n  port: ${port}\n` +
+      `  web_root: ${JSON.stringify(path.join(REPO, "web"))}\n  max_clients: ${maxClients}\n` +
+      `log_level: info\ncameras:\n${yamlCameras(cameras)}`,
+  );
+  const python = path.join(REPO, ".venv", "bin", "python");
+  if (!existsSync(python)) throw new Error(`${python} is missing: run "make venv" first`);
+  const url = `http://127.0.0.1:${port}/`;
+  let child = null;
+  let log = "";
+
+  const daemon = {
+    port,
+    url,
+    dir,
+    get log() {
+      return log;
+    },
+    async start() {
+      child = spawn(python, ["-m", "pyimagestreamd", "--config", config], {
+        cwd: REPO,
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      const keep = (chunk) => {
+        log = (log + chunk).slice(-20_000);
+      };
+      child.stdout.on("data", keep);
+      child.stderr.on("data", keep);
+      const exited = once(child, "exit").then(([code]) => {
+        throw new Error(`pyimagestreamd exited with ${code} while starting:\n${log}`);
+      });
+      exited.catch(() => {});
+      await Promise.race([
+        waitFor("pyimagestreamd to answer /api/state", () => daemon.state(), 15_000),
+        exited,
+      ]);
+    },
+    async state() {
+      const response = await fetch(`${url}api/state`, { signal: AbortSignal.timeout(2000) });
+      if (!response.ok) throw new Error(`api/state: ${response.status}`);
+      return response.json();
+    },
+    async camera(name) {
+      return (await daemon.state()).cameras.find((c) => c.name === name);
+    },
+    async stop() {
+      if (!child || child.exitCode !== null) return;
+      const exited = once(child, "exit");
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), scaled(5000));
+      await exited;
+      clearTimeout(timer);
+    },
+    async close() {
+      await daemon.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  await daemon.start();
+  return daemon;
+}
+
+// Headless Chromium as root in this kind of machine: no sandbox, no GPU, and none of the
+// background connections a closed network would refuse. Playwright adds --headless and a fresh
+// --user-data-dir of its own.
+export const CHROMIUM_ARGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+export async function launchBrowser() {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`${CHROMIUM} is missing: install Debian's chromium (make deps)`);
+  }
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+}
+
+/** A page that records console errors and every WebSocket message it sends. */
+export async function openPage(browser, url, { viewport = { width: 1280, height: 800 } } = {}) {
+  const context = await browser.newContext({ viewport, acceptDownloads: true });
+  const page = await context.newPage();
+  page.errors = [];
+  page.on("console", (msg) => {
+    if (msg.type() === "error") page.errors.push(`console: ${msg.text()}`);
+  });
+  page.on("pageerror", (err) => page.errors.push(`pageerror: ${err.message}`));
+  await page.addInitScript(() => {
+    // Count what the page sends and which object URLs it makes and frees: the tests check
+    // that nothing is requested while hidden and that no object URL leaks.
+    window.__sent = [];
+    window.__urls = { created: 0, revoked: 0 };
+    const send = WebSocket.prototype.send;
+    WebSocket.prototype.send = function (data) {
+      if (window.__recordSends !== false) {
+        window.__sent.push({ at: performance.now(), url: this.url, data: String(data) });
+        if (window.__sent.length > 5000) window.__sent.splice(0, 1000);
+      }
+      return send.call(this, data);
+    };
+    const create = URL.createObjectURL;
+    const revoke = URL.revokeObjectURL;
+    URL.createObjectURL = function (obj) {
+      window.__urls.created += 1;
+      return create.call(URL, obj);
+    };
+    URL.revokeObjectURL = function (u) {
+      window.__urls.revoked += 1;
+      return revoke.call(URL, u);
+    };
+  });
+  await page.goto(url);
+  page.closeAll = () => context.close();
+  return page;
+}
+
+export function artifactPath(name) {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  return path.join(ARTIFACTS, name);
+}
