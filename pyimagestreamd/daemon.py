@@ -110,7 +110,12 @@ class Daemon:
             try:
                 await asyncio.wait_for(self.server.close(), 3.0)
             except TimeoutError:
-                log.warning("some clients did not close within 3 s")
+                # A client that does not answer the closing handshake would otherwise hold
+                # the exit for websockets' close_timeout (10 s): drop its connection.
+                stuck = list(self.server.clients)
+                log.warning("%d clients did not close within 3 s: dropping them", len(stuck))
+                for ws in stuck:
+                    ws.transport.abort()
         # 3. Stop the capture threads (each returns within its bounded read wait).
         await asyncio.gather(*(r.close() for r in self.runners.values()))
         self.notifier.close()
