@@ -1,0 +1,78 @@
+// The viewer behind Debian's nginx under /cam1/, with the configuration README.md gives: the
+// same checks as against the daemon directly.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import * as check from "./lib/checks.mjs";
+import { launchBrowser, openPage, startDaemon } from "./lib/harness.mjs";
+import { startNginx } from "./lib/nginx.mjs";
+
+const CAMERAS = {
+  front: { width: 640, height: 360, fps: 20, stop_delay: 1 },
+  back: { width: 320, height: 240, fps: 15, stop_delay: 1 },
+};
+let daemon;
+let nginx;
+let browser;
+let page;
+
+before(async () => {
+  daemon = await startDaemon(CAMERAS);
+  nginx = await startNginx(daemon.port);
+  browser = await launchBrowser();
+  page = await openPage(browser, `${nginx.url}#camera=front`);
+});
+
+after(async () => {
+  await browser?.close();
+  await nginx?.stop();
+  await daemon?.close();
+});
+
+test("through nginx the page loads with no console errors, over ws://HOST/cam1/websocket/", async () => {
+  await check.loadsCleanly(page, "front");
+  const urls = await page.evaluate(() => [...new Set(window.__sent.map((m) => m.url))]);
+  assert.deepEqual(urls, [`ws://127.0.0.1:${nginx.port}/cam1/websocket/front`]);
+});
+
+test("through nginx /cam1 redirects to /cam1/", async () => {
+  const response = await fetch(nginx.url.replace(/\/$/, ""), { redirect: "manual" });
+  assert.equal(response.status, 301);
+  assert.match(response.headers.get("location"), /\/cam1\/$/);
+});
+
+test("through nginx the fps shown is above 10", async (t) => {
+  t.diagnostic(JSON.stringify(await check.fpsAbove(page, "front", 10)));
+});
+
+test("through nginx the picture changes", async () => {
+  await check.pictureChanges(page, "front");
+});
+
+test("through nginx the overlay values are plausible", async (t) => {
+  t.diagnostic(JSON.stringify(await check.overlaySane(page, daemon, "front")));
+});
+
+test("through nginx the grid and single view work", async () => {
+  await check.gridAndSingle(page, nginx.url, Object.keys(CAMERAS));
+});
+
+test("through nginx a paused camera sleeps and wakes", async (t) => {
+  await page.goto(`${nginx.url}#camera=front`);
+  t.diagnostic(JSON.stringify(await check.sleepAndWake(page, daemon, "front")));
+});
+
+test("through nginx a hidden tab requests nothing", async (t) => {
+  t.diagnostic(JSON.stringify(await check.hiddenPauses(page, daemon, "front")));
+});
+
+test("through nginx the frame downloads", async () => {
+  await check.downloadFrame(page, "front");
+});
+
+test("through nginx the controls work by keyboard", async () => {
+  await check.accessible(page, "front");
+});
+
+test("through nginx the page reconnects after a daemon restart", async (t) => {
+  t.diagnostic(JSON.stringify(await check.reconnects(page, daemon, "front")));
+});
