@@ -371,6 +371,24 @@ async def test_stop_is_clean_and_within_the_timeout(machine: Machine) -> None:
     machine.wait_for("the port to answer", serving, 30)
 
 
+async def test_stop_with_a_client_that_never_answers_is_bounded(machine: Machine) -> None:
+    """A client that ignores the closing handshake delays `systemctl stop` by 3 s, no more."""
+    async with connect(f"{WS}/websocket/pattern", compression=None) as ws:
+        await ws.send("next")
+        await asyncio.wait_for(ws.recv(), scaled(10))
+        started = time.monotonic()
+        # Called without a thread on purpose: this blocks the client's event loop, so the
+        # client cannot answer the server's close frame while systemd stops the service.
+        machine.run("systemctl stop pyimagestream")
+        took = time.monotonic() - started
+    print(f"systemctl stop with an unresponsive client took {took:.2f} s")
+    state = machine.unit("ActiveState", "Result", "ExecMainStatus")
+    assert state == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}
+    assert took < 8  # the daemon gives up on such a client after 3 s; TimeoutStopSec is 15 s
+    machine.run("systemctl start pyimagestream")
+    machine.wait_for("the port to answer", serving, 30)
+
+
 # -- upgrade and purge -----------------------------------------------------------------------
 
 
