@@ -9,8 +9,8 @@ browsers and many tools do not). This module trims the padding, drops what canno
 whole picture, and inserts the standard tables where they are missing.
 
 No I/O and no threads: a checker belongs to the one capture thread that calls it. The cost
-per frame is a walk over the header segments (a handful of markers) and one search for the
-end marker; the entropy-coded data is never scanned.
+per frame is a walk over the header segments (a handful of markers) and one memchr-speed
+search for the end marker; nothing is decoded.
 """
 
 from __future__ import annotations
@@ -139,9 +139,12 @@ def inspect(data: bytes) -> Inspection:
         pos += 2 + (view[pos + 2] << 8 | view[pos + 3])
     if not has_sof:
         return Inspection(Verdict.GARBAGE)
-    # The scan cannot contain FF D9 (0xFF in entropy-coded data is followed by 00 or a
-    # restart marker), so the last EOI after SOS ends the picture; what follows is padding.
-    end = data.rfind(EOI, pos)
+    # Entropy-coded data cannot contain FF D9 (0xFF in it is followed by 00 or a restart
+    # marker), so the first EOI after the scan header ends the picture. What follows is
+    # padding: zeros, or stale bytes of an older, longer frame in a reused buffer (which is
+    # why this is not a search backwards from the end).
+    scan_at = pos + 2 + (view[pos + 2] << 8 | view[pos + 3])
+    end = data.find(EOI, scan_at)
     if end < 0:
         return Inspection(Verdict.TRUNCATED, sos_at=pos, has_dht=has_dht)
     end += 2

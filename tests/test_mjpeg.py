@@ -148,3 +148,10 @@ def test_mostly_broken_stream_still_delivers_every_good_frame() -> None:
         delivered += checker.check(data) is not None
     assert delivered == 10
     assert checker.dropped == 90
+
+
+def test_stale_bytes_of_an_older_frame_after_eoi_are_trimmed() -> None:
+    """A reused buffer holding the tail of an older, longer frame yields only the new one."""
+    small, large = make_jpeg(32, 32), make_jpeg(64, 64)
+    buffer = small + large[len(small) :]
+    assert MjpegChecker().check(buffer) == small

@@ -1,0 +1,562 @@
+"""V4L2 camera source: a real device -> validated MJPEG or re-encoded JPEG Frames.
+
+`V4L2Source` is the `CaptureSource` (camera.py) for a `/dev/video*` or stable
+`/dev/v4l/by-id/...` path. Its hooks run in the camera's one capture thread: `open()`
+negotiates a format (the camera's MJPEG passed through untouched when it has one at the
+configured size, else YUYV / NV12 / YU12 re-encoded with simplejpeg from YUV planes),
+selects the input, applies the configured controls and starts streaming; `read()` waits on
+the device's fd with a bound (so a stop request or a silent camera is noticed) and dequeues
+one buffer; `close()` releases everything, quietly for a device that is already gone.
+Failures become `CameraError` with a one-line reason; camera.py logs it, shows the offline
+card and retries with back-off, so an unplugged or busy camera comes back by itself.
+
+Device access goes through v4l2py, which since 3.0 re-exports linuxpy.video (both pinned).
+`list_cameras()` / `format_camera_list()` serve `pyimagestreamd --list-cameras`.
+"""
+
+from __future__ import annotations
+
+import errno
+import glob
+import logging
+import os
+import stat
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+with warnings.catch_warnings():
+    # v4l2py 3.x warns on import that it is a shim over linuxpy: both are pinned on purpose.
+    warnings.filterwarnings("ignore", "v4l2py is no longer being maintained", UserWarning)
+    from v4l2py import device as v4l2
+
+from pyimagestreamd import encoder
+from pyimagestreamd.camera import CameraError, CaptureSource
+from pyimagestreamd.config import CameraConfig
+from pyimagestreamd.frame import Frame
+from pyimagestreamd.mjpeg import MjpegChecker
+
+log = logging.getLogger(__name__)
+# linuxpy logs every open/close at INFO and warns about each pixel format it has no name
+# for (vivid offers dozens): that is per-open noise, not something an operator acts on.
+logging.getLogger("linuxpy").setLevel(logging.ERROR)
+
+# Fourcc -> how frames of that format become JPEG.
+PASSTHROUGH_FORMATS = ("MJPG", "JPEG")
+RAW_FORMATS = ("YUYV", "NV12", "YU12")
+# `format:` in the config -> fourccs it allows; "auto" tries them in this order.
+CONFIG_FORMATS: dict[str, tuple[str, ...]] = {
+    "auto": (*PASSTHROUGH_FORMATS, *RAW_FORMATS),
+    "mjpeg": PASSTHROUGH_FORMATS,
+    "yuyv": ("YUYV",),
+    "nv12": ("NV12",),
+    "yu12": ("YU12",),
+}
+BUFFER_COUNT = 4
+# How often the capture thread re-reads control values for /api/state (another program,
+# v4l2-ctl say, may change them while we stream).
+CONTROLS_REFRESH_INTERVAL = 10.0
+
+
+def fourcc(code: int) -> str:
+    """The four-character name of a V4L2 pixel format code."""
+    return "".join(chr((code >> (8 * i)) & 0xFF) for i in range(4)).strip()
+
+
+def reason_for(exc: OSError, path: str) -> str:
+    """A one-line, user-facing reason for a failed device operation."""
+    code = exc.errno
+    if code == errno.ENOENT:
+        return f"{path}: no such device (not plugged in?)"
+    if code in (errno.EACCES, errno.EPERM):
+        return f"{path}: permission denied (is the daemon's user in the 'video' group?)"
+    if code == errno.EBUSY:
+        return f"{path}: device busy: another program is using it"
+    if code in (errno.ENODEV, errno.ENXIO):
+        return f"{path}: device disconnected"
+    if code == errno.ENOTTY:
+        return f"{path}: not a V4L2 device"
+    return f"{path}: {exc.strerror or exc}"
+
+
+def candidate_formats(offered: list[str], wanted: str) -> list[str]:
+    """The offered fourccs that the config's `format:` allows, best first."""
+    return [code for code in CONFIG_FORMATS[wanted] if code in offered]
+
+
+@dataclass(slots=True)
+class Negotiated:
+    """What open() agreed with the driver; read by describe() from other threads."""
+
+    fourcc: str
+    width: int
+    height: int
+    bytes_per_line: int
+    fps: float | None
+    device: str
+    card: str = ""
+    driver: str = ""
+    input: int | None = None
+    input_name: str = ""
+
+    @property
+    def is_passthrough(self) -> bool:
+        return self.fourcc in PASSTHROUGH_FORMATS
+
+
+@dataclass(slots=True)
+class _Stats:
+    sequence_gaps: int = 0
+    short_frames: int = 0
+    last_sequence: int = -1
+    controls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    controls_at: float = 0.0
+
+
+class V4L2Source(CaptureSource):
+    """One V4L2 capture device; the hooks run only in the capture thread."""
+
+    def __init__(self, config: CameraConfig) -> None:
+        super().__init__(config)
+        self._device: Any = None
+        self._capture: Any = None
+        self._reader: Any = None
+        self._negotiated: Negotiated | None = None
+        self._checker = MjpegChecker()
+        self._stats = _Stats()
+        self.counters["frames_dropped_invalid"] = 0
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    def open(self) -> None:
+        cfg = self.config
+        # Resolved at every open: after a re-plug a by-id link may point at another videoN.
+        path = cfg.source
+        real = os.path.realpath(path)
+        doing = "open"
+        try:
+            self._device = v4l2.Device(real)
+            self._device.open()
+            doing = "query capabilities"
+            caps = self._device.info.device_capabilities
+            if v4l2.Capability.VIDEO_CAPTURE not in caps:
+                raise CameraError(f"{path}: not a video capture device (no capture capability now)")
+            if cfg.input is not None:
+                doing = f"select input {cfg.input}"
+                self._select_input(cfg.input)
+            doing = "set format"
+            self._negotiated = self._negotiate(path, real)
+            doing = "set controls"
+            self._apply_controls()
+            doing = "request buffers"
+            # linuxpy queries as many buffers as it asked for, but drivers may grant fewer
+            # (v4l2loopback: 2 by default): ask first, then use what was granted.
+            granted = v4l2.request_buffers(
+                self._device, v4l2.BufferType.VIDEO_CAPTURE, v4l2.Memory.MMAP, BUFFER_COUNT
+            ).count
+            v4l2.free_buffers(self._device, v4l2.BufferType.VIDEO_CAPTURE, v4l2.Memory.MMAP)
+            doing = "start streaming"
+            self._capture = v4l2.VideoCapture(self._device, size=max(1, granted))
+            self._capture.open()
+            self._reader = self._capture.buffer.frame_reader
+        except OSError as exc:
+            reason = reason_for(exc, path)
+            if exc.errno not in (
+                errno.ENOENT,
+                errno.EACCES,
+                errno.EPERM,
+                errno.ENODEV,
+                errno.EBUSY,
+            ):
+                reason += f" (while trying to {doing})"
+            raise CameraError(reason) from exc
+        self._stats.last_sequence = -1
+        self._stats.controls_at = time.monotonic()
+
+    def read(self, timeout: float) -> Frame | None:
+        assert self._reader is not None and self._negotiated is not None
+        neg = self._negotiated
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                # FrameReader.read is the step of v4l2py's frame iterator with a bounded
+                # select() before DQBUF: it returns None when nothing came in `left` seconds.
+                raw = self._reader.read(left)
+            except BlockingIOError:
+                continue  # woken without a buffer ready (poll said readable for an event)
+            except OSError as exc:
+                raise CameraError(reason_for(exc, self.config.source)) from exc
+            if raw is None:
+                return None
+            captured_at, wall = time.monotonic(), time.time()
+            self._count_sequence(raw.frame_nb)
+            jpeg = self._to_jpeg(raw.data, neg)
+            if jpeg is None:
+                self.counters["frames_dropped"] += 1
+                self.counters["frames_dropped_invalid"] += 1
+                continue
+            if captured_at - self._stats.controls_at > CONTROLS_REFRESH_INTERVAL:
+                self._stats.controls_at = captured_at
+                self._stats.controls = self._read_controls()
+            return Frame(jpeg, neg.width, neg.height, captured_at, wall)
+        return None
+
+    def close(self) -> None:
+        capture, device = self._capture, self._device
+        self._capture = self._reader = self._device = None
+        # Each step on its own: after an unplug, STREAMOFF fails with ENODEV, and the
+        # buffers and the fd must still be released.
+        if capture is not None:
+            try:
+                capture.close()
+            except OSError as exc:
+                log.debug("camera %s: stopping capture: %r", self.config.name, exc)
+                try:
+                    capture.disarm()
+                except Exception as exc2:
+                    log.debug("camera %s: releasing buffers: %r", self.config.name, exc2)
+        if device is not None:
+            try:
+                device.close()
+            except OSError as exc:
+                log.debug("camera %s: closing device: %r", self.config.name, exc)
+
+    # -- what the daemon shows -------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        neg = self._negotiated
+        info: dict[str, Any] = {"source": self.config.source}
+        if neg is not None:
+            info.update(
+                device=neg.device,
+                card=neg.card,
+                driver=neg.driver,
+                format=neg.fourcc,
+                mode="passthrough" if neg.is_passthrough else "encode",
+                width=neg.width,
+                height=neg.height,
+                fps=neg.fps,
+                input=neg.input,
+                input_name=neg.input_name,
+            )
+            if not neg.is_passthrough:
+                info["yuv_range"] = self.config.yuv_range
+        info["controls"] = self._stats.controls
+        info["frames"] = {
+            **self._checker.counters(),
+            "short_raw": self._stats.short_frames,
+            "sequence_gaps": self._stats.sequence_gaps,
+            # The driver's frame counter (for v4l2loopback, the producer's): the source rate.
+            "sequence": self._stats.last_sequence,
+        }
+        return info
+
+    def format_summary(self) -> str:
+        neg = self._negotiated
+        if neg is None:
+            return super().format_summary()
+        fps = f"{neg.fps:g} fps" if neg.fps else "driver's fps"
+        how = (
+            "MJPEG passthrough"
+            if neg.is_passthrough
+            else f"re-encode to JPEG quality {self.config.quality} ({self.config.yuv_range} range)"
+        )
+        where = (
+            neg.device
+            if neg.device == self.config.source
+            else f"{self.config.source} -> {neg.device}"
+        )
+        return f"{where} ({neg.card}): {neg.fourcc} {neg.width}x{neg.height} at {fps}, {how}"
+
+    # -- inside open() ---------------------------------------------------------------------
+
+    def _select_input(self, index: int) -> None:
+        inputs = self._device.info.inputs
+        if index >= len(inputs):
+            names = ", ".join(f"{i.index}: {i.name}" for i in inputs) or "none"
+            raise CameraError(f"{self.config.source}: no input {index} (inputs: {names})")
+        self._device.set_input(index)
+
+    def _negotiate(self, path: str, real: str) -> Negotiated:
+        cfg = self.config
+        dev = self._device
+        offered = [
+            fourcc(int(f.pixel_format))
+            for f in dev.info.buffer_formats(v4l2.BufferType.VIDEO_CAPTURE)
+        ]
+        candidates = candidate_formats(offered, cfg.format)
+        if not candidates:
+            have = ", ".join(offered) or "none (a v4l2loopback node without a producer?)"
+            raise CameraError(
+                f"{path}: no usable format for format '{cfg.format}' (the camera offers: {have})"
+            )
+        # Prefer an exact size match in preference order; else the best format at the size
+        # the driver proposes (TRY_FMT changes nothing on the device).
+        chosen, size = candidates[0], None
+        for code in candidates:
+            tried = self._try_format(code, cfg.width, cfg.height)
+            if tried is None:
+                break  # the driver has no TRY_FMT: let S_FMT decide
+            if tried == (cfg.width, cfg.height):
+                chosen, size = code, tried
+                break
+        fmt = v4l2.raw.v4l2_format()
+        fmt.type = v4l2.BufferType.VIDEO_CAPTURE
+        fmt.fmt.pix.pixelformat = v4l2.raw.v4l2_fourcc(*chosen.ljust(4))
+        fmt.fmt.pix.field = v4l2.Field.ANY
+        fmt.fmt.pix.width, fmt.fmt.pix.height = size or (cfg.width, cfg.height)
+        v4l2.set_raw_format(dev, fmt)
+        got = dev.get_format(v4l2.BufferType.VIDEO_CAPTURE)
+        got_code = fourcc(int(got.pixel_format))
+        if got_code not in candidates:
+            raise CameraError(f"{path}: the driver rejected {chosen} and offers {got_code} instead")
+        width, height, bpl = got.width, got.height, got.bytes_per_line
+        if got_code in RAW_FORMATS and (width % 2 or height % 2):
+            raise CameraError(f"{path}: odd frame size {width}x{height} for {got_code}")
+        if got_code in ("NV12", "YU12") and bpl not in (0, width):
+            raise CameraError(f"{path}: padded {got_code} rows ({bpl} bytes) are not supported")
+        fps: float | None = None
+        try:
+            dev.set_fps(v4l2.BufferType.VIDEO_CAPTURE, cfg.fps)
+        except OSError as exc:  # many drivers have a fixed rate (ENOTTY / EINVAL)
+            log.debug("camera %s: cannot set fps: %r", cfg.name, exc)
+        try:
+            fps = float(dev.get_fps(v4l2.BufferType.VIDEO_CAPTURE))
+        except (OSError, ZeroDivisionError) as exc:
+            log.debug("camera %s: cannot read fps: %r", cfg.name, exc)
+        input_index: int | None = None
+        input_name = ""
+        try:
+            input_index = dev.get_input()
+            input_name = next((i.name for i in dev.info.inputs if i.index == input_index), "")
+        except OSError:
+            pass  # drivers without ENUMINPUT / G_INPUT (v4l2loopback)
+        return Negotiated(
+            fourcc=got_code,
+            width=width,
+            height=height,
+            bytes_per_line=bpl,
+            fps=fps,
+            device=real,
+            card=dev.info.card,
+            driver=dev.info.driver,
+            input=input_index,
+            input_name=input_name,
+        )
+
+    def _try_format(self, code: str, width: int, height: int) -> tuple[int, int] | None:
+        fmt = v4l2.raw.v4l2_format()
+        fmt.type = v4l2.BufferType.VIDEO_CAPTURE
+        fmt.fmt.pix.pixelformat = v4l2.raw.v4l2_fourcc(*code.ljust(4))
+        fmt.fmt.pix.field = v4l2.Field.ANY
+        fmt.fmt.pix.width, fmt.fmt.pix.height = width, height
+        try:
+            v4l2.try_raw_format(self._device, fmt)
+        except OSError as exc:
+            if exc.errno == errno.ENOTTY:
+                return None
+            raise
+        if fourcc(fmt.fmt.pix.pixelformat) != code:
+            return (-1, -1)
+        return (fmt.fmt.pix.width, fmt.fmt.pix.height)
+
+    def _apply_controls(self) -> None:
+        cfg = self.config
+        controls = self._device.controls
+        for name, value in cfg.controls:
+            try:
+                ctrl = controls[name]
+            except KeyError:
+                have = ", ".join(sorted(self._control_names())) or "none"
+                raise CameraError(
+                    f"config error: cameras.{cfg.name}.controls.{name}: camera {cfg.name} has no "
+                    f"control '{name}' (it has: {have})"
+                ) from None
+            try:
+                ctrl.value = value
+            except (OSError, AttributeError, ValueError) as exc:
+                # Not fatal: an inactive control (exposure while auto-exposure is on) is
+                # refused by the driver, and the picture is still worth showing.
+                log.warning("camera %s: cannot set control %s=%d: %s", cfg.name, name, value, exc)
+        self._stats.controls = self._read_controls()
+
+    def _control_names(self) -> list[str]:
+        return [c.config_name for c in self._device.controls.values() if hasattr(c, "value")]
+
+    def _read_controls(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for ctrl in self._device.controls.values():
+            if not hasattr(ctrl, "default") or isinstance(ctrl, v4l2.CompoundControl):
+                continue  # buttons and compound controls have no single value to show
+            entry: dict[str, Any] = {"min": ctrl.minimum, "max": ctrl.maximum, "step": ctrl.step}
+            try:
+                entry["default"] = ctrl.default
+                entry["value"] = ctrl.value
+            except (OSError, ValueError) as exc:
+                entry["error"] = str(exc)
+            if isinstance(ctrl, v4l2.MenuControl):
+                entry["menu"] = {str(k): v for k, v in ctrl.data.items()}
+            value = entry.get("value")
+            if isinstance(value, bool):
+                entry["value"] = int(value)
+            out[ctrl.config_name] = entry
+        return out
+
+    # -- inside read() ---------------------------------------------------------------------
+
+    def _count_sequence(self, sequence: int) -> None:
+        last = self._stats.last_sequence
+        if last >= 0 and sequence > last + 1:
+            self._stats.sequence_gaps += sequence - last - 1
+        self._stats.last_sequence = sequence
+
+    def _to_jpeg(self, data: bytes, neg: Negotiated) -> bytes | None:
+        if neg.is_passthrough:
+            return self._checker.check(data)
+        width, height = neg.width, neg.height
+        if neg.fourcc == "YUYV":
+            row = width * 2
+            stride = neg.bytes_per_line or row
+            if len(data) < stride * (height - 1) + row:
+                self._stats.short_frames += 1
+                return None
+            if stride != row:
+                packed = np.frombuffer(data, np.uint8, count=stride * height).reshape(
+                    height, stride
+                )
+                data = np.ascontiguousarray(packed[:, :row]).tobytes()
+            planes = encoder.yuyv_to_planes(data, width, height)
+        else:
+            if len(data) < width * height * 3 // 2:
+                self._stats.short_frames += 1
+                return None
+            split = encoder.nv12_to_planes if neg.fourcc == "NV12" else encoder.yu12_to_planes
+            planes = split(data, width, height)
+        if self.config.yuv_range == "limited":
+            planes = encoder.expand_range(planes)
+        return encoder.encode_planes(planes, self.config.quality)
+
+
+# -- --list-cameras -----------------------------------------------------------------------
+
+
+def _stable_names() -> dict[str, list[str]]:
+    """/dev/videoN -> its udev symlinks, by-id first (stable across re-plugs), then by-path."""
+    names: dict[str, list[str]] = {}
+    for pattern in ("/dev/v4l/by-id/*", "/dev/v4l/by-path/*"):
+        for link in sorted(glob.glob(pattern)):
+            names.setdefault(os.path.realpath(link), []).append(link)
+    return names
+
+
+def _video_nodes() -> list[str]:
+    def number(path: str) -> int:
+        digits = path[len("/dev/video") :]
+        return int(digits) if digits.isdigit() else 1 << 30
+
+    return sorted(glob.glob("/dev/video*"), key=number)
+
+
+def _fps_text(frame_type: Any) -> str:
+    if frame_type.max_fps == 0:
+        return "?"
+    if frame_type.min_fps == frame_type.max_fps:
+        return f"{float(frame_type.max_fps):g}"
+    return f"{float(frame_type.min_fps):g}-{float(frame_type.max_fps):g}"
+
+
+def _describe_node(path: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {"device": path}
+    try:
+        st = os.stat(path)
+        if not stat.S_ISCHR(st.st_mode):
+            entry["error"] = "not a character device"
+            return entry
+        with v4l2.Device(path) as dev:
+            info = dev.info
+            entry["card"] = info.card
+            entry["driver"] = info.driver
+            entry["bus"] = info.bus_info
+            caps = info.device_capabilities
+            entry["capture"] = v4l2.Capability.VIDEO_CAPTURE in caps
+            if not entry["capture"]:
+                return entry
+            try:
+                entry["inputs"] = [f"{i.index}: {i.name}" for i in info.inputs]
+            except OSError:
+                entry["inputs"] = []
+            formats = []
+            for fmt in info.buffer_formats(v4l2.BufferType.VIDEO_CAPTURE):
+                code = fourcc(int(fmt.pixel_format))
+                sizes = []
+                try:
+                    frame_sizes = info.format_frame_sizes(fmt.pixel_format)
+                except OSError:
+                    frame_sizes = []
+                for size in frame_sizes:
+                    if size.type == v4l2.FrameSizeType.DISCRETE:
+                        w, h = size.info.width, size.info.height
+                        try:
+                            rates = [
+                                _fps_text(t) for t in info.fps_intervals(fmt.pixel_format, w, h)
+                            ]
+                        except OSError:
+                            rates = []
+                        sizes.append(f"{w}x{h}@{'/'.join(rates) or '?'}")
+                    else:
+                        s = size.info
+                        sizes.append(f"{s.min_width}x{s.min_height}..{s.max_width}x{s.max_height}")
+                formats.append({"format": code, "description": fmt.description, "sizes": sizes})
+            entry["formats"] = formats
+    except PermissionError:
+        entry["error"] = "permission denied: add the user to the 'video' group to use it"
+    except OSError as exc:
+        entry["error"] = reason_for(exc, path)
+    return entry
+
+
+def list_cameras() -> list[dict[str, Any]]:
+    """Every /dev/video* node: capture devices in full, others and unreadable ones flagged."""
+    stable = _stable_names()
+    out = []
+    for path in _video_nodes():
+        entry = _describe_node(path)
+        entry["stable"] = stable.get(path, [])
+        out.append(entry)
+    return out
+
+
+def format_camera_list(cameras: list[dict[str, Any]]) -> str:
+    """Human-readable --list-cameras output: what a user needs to fill in the YAML."""
+    if not cameras:
+        return "no V4L2 devices (/dev/video*) found\n"
+    lines = []
+    for cam in cameras:
+        stable = cam["stable"]
+        source = stable[0] if stable else cam["device"]
+        head = f"{cam['device']}"
+        if "error" in cam:
+            lines.append(f"{head}: {cam['error']}")
+            continue
+        if not cam.get("capture"):
+            lines.append(
+                f"{head}: {cam.get('card', '?')} ({cam.get('driver', '?')}): not a capture device"
+            )
+            continue
+        lines.append(f"{head}: {cam['card']} ({cam['driver']}, {cam['bus']})")
+        lines.append(f"  source: {source}" + ("" if stable else "   (no stable /dev/v4l name)"))
+        for other in stable[1:]:
+            lines.append(f"  also:   {other}")
+        if cam.get("inputs"):
+            lines.append(f"  inputs: {', '.join(cam['inputs'])}")
+        if not cam.get("formats"):
+            lines.append("  formats: none offered now")
+        for fmt in cam.get("formats", []):
+            usable = "" if fmt["format"] in CONFIG_FORMATS["auto"] else "  (not supported)"
+            lines.append(f"  {fmt['format']:<4} {fmt['description']}{usable}")
+            if fmt["sizes"]:
+                lines.append(f"       {' '.join(fmt['sizes'])}")
+    return "\n".join(lines) + "\n"

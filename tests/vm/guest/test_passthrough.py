@@ -1,0 +1,106 @@
+"""MJPEG passthrough on v4l2loopback fed with the prepared 1080p30 clip (ffmpeg -c:v copy)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from collections.abc import Callable
+
+import pytest
+import vmlib
+
+CAMERA = vmlib.camera_yaml("cam", source=vmlib.LOOP_MJPEG, width=1920, height=1080, fps=30)
+WARMUP = 3.0
+WINDOW = 10.0
+
+
+def source_sequence(daemon: vmlib.Daemon) -> tuple[float, int]:
+    """The driver's sequence number (v4l2loopback: the producer's frame count) and when."""
+    cam = daemon.camera("cam")
+    return time.monotonic(), cam["format"]["frames"]["sequence"]
+
+
+async def measure(daemon: vmlib.Daemon, clients: int) -> tuple[list[float], float]:
+    """Delivered fps of each client and the source's fps over the same window."""
+    async with asyncio.TaskGroup() as tg:
+        conns = [vmlib.V2Client(daemon.url("cam"), keep_jpeg=False) for _ in range(clients)]
+        for c in conns:
+            await c.__aenter__()
+        # Warm up: the camera starts on the first viewer, the first frames may be slow.
+        for c in conns:
+            tg.create_task(c.pump(vmlib.timeout(WARMUP)))
+    counts = [len(c.frames) for c in conns]
+    t0, seq0 = source_sequence(daemon)
+    async with asyncio.TaskGroup() as tg:
+        for c in conns:
+            tg.create_task(c.pump(WINDOW))
+    t1, seq1 = source_sequence(daemon)
+    for c in conns:
+        await c.__aexit__()
+    delivered = []
+    for c, before in zip(conns, counts, strict=True):
+        inside = [f for f in c.frames[before:] if not f.meta["offline"]]
+        delivered.append(len(inside) / WINDOW)
+    return delivered, (seq1 - seq0) / (t1 - t0)
+
+
+@pytest.mark.usefixtures("loopback")
+async def test_passthrough_frames_are_byte_identical_to_the_clip(
+    start_daemon: Callable[..., vmlib.Daemon],
+) -> None:
+    """Every JPEG a client receives is one of the clip's frames, byte for byte."""
+    known = set(vmlib.clip_frame_md5s())
+    assert len(known) >= 60, "the clip's frames should all differ"
+    with vmlib.clip_feeder():
+        daemon = start_daemon(CAMERA)
+        async with vmlib.V2Client(daemon.url("cam")) as client:
+            await client.pump(vmlib.timeout(20), until=lambda c: len(c.frames) >= 60)
+        frames = [f for f in client.frames if not f.meta["offline"]]
+        assert len(frames) >= 60, f"only {len(frames)} frames in 20 s"
+        hashes = [hashlib.md5(f.jpeg).hexdigest() for f in frames]
+        unknown = [h for h in hashes if h not in known]
+        assert not unknown, f"{len(unknown)} of {len(hashes)} frames differ from the clip's"
+        assert len(set(hashes)) == len(hashes), "a client got the same frame twice"
+        assert all((f.meta["width"], f.meta["height"]) == (1920, 1080) for f in frames)
+        cam = daemon.camera("cam")
+        assert cam["format"]["mode"] == "passthrough"
+        assert cam["format"]["format"] == "MJPG"
+        assert "MJPG 1920x1080" in daemon.log() and "MJPEG passthrough" in daemon.log()
+
+
+def source_speed(clients: int) -> float:
+    """Fraction of the clip's 30 fps to feed for `clients` clients on this guest.
+
+    Under TCG (no usable KVM, as on the 2-core CI machines) every instruction is emulated:
+    measured there, one 1080p frame (~74 KB) costs the daemon ~7.6 ms per client sent and a
+    Python websockets client ~5.8 ms to receive, so the two emulated CPUs carry ~150
+    deliveries per second in all, whoever the streamer is. Ten clients at 30 fps would
+    measure the emulator, not the daemon: under TCG they get the clip at 10 fps instead.
+    """
+    if clients > 1 and os.environ.get("PYIMAGESTREAM_VM_ACCEL", "tcg") != "kvm":
+        print(f"NOTE: TCG guest: {clients} clients are measured against a 10 fps source, not 30")
+        return 1 / 3
+    return 1.0
+
+
+@pytest.mark.usefixtures("loopback")
+@pytest.mark.parametrize("clients", [1, 10])
+async def test_delivered_rate_is_the_source_rate(
+    start_daemon: Callable[..., vmlib.Daemon], clients: int
+) -> None:
+    """Each of 1 or 10 clients receives frames at the source's rate within 5%."""
+    speed = source_speed(clients)
+    with vmlib.clip_feeder(speed=speed):
+        daemon = start_daemon(CAMERA)
+        delivered, source = await measure(daemon, clients)
+    print(
+        f"{clients} clients: source {source:.2f} fps, delivered {[round(d, 2) for d in delivered]}"
+    )
+    expected = 30 * speed
+    assert source > 0.9 * expected, f"the feeder only managed {source:.1f} fps of {expected:.0f}"
+    for rate in delivered:
+        assert abs(rate - source) <= 0.05 * source, (
+            f"delivered {rate:.2f} fps, source {source:.2f} fps"
+        )
