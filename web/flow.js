@@ -11,8 +11,10 @@
  *               inflate the second term, so it only counts frames the server sent at once:
  *               those after a gap in seq (a frame was skipped, so a newer one was waiting)
  *               and the first one of a connection to a live camera. Without such frames
- *               (every captured frame arrives) the last good value stays; before the first,
- *               the WebSocket handshake's time stands in (TCP and HTTP: two round trips).
+ *               (every captured frame arrives) the last good value stays, lowered by any
+ *               held credit that came back faster (held credits only overstate); before the
+ *               first, the WebSocket handshake's time stands in (TCP and HTTP: two round
+ *               trips).
  *   cameraFps   from the frames' seq and capture time: seq grows by one per captured frame.
  *   queueDelay  receive - server send, above its 10 s minimum (the clock offset cancels): how
  *               long frames now wait in the network. It grows as soon as the link is full.
@@ -78,6 +80,7 @@ export class FlowControl {
     this.recvMinusSend = new WindowedMin(); // receive - server send: one-way delay + offset
     this.sendMinusCredit = new WindowedMin(); // server send - credit: one-way delay - offset
     this.lastSendMinusCredit = Infinity; // kept when no fresh sample qualifies
+    this.anySendMinusCredit = new WindowedMin(); // the same over held credits too: an upper bound
     this.recentQueue = []; // last three queue delays
     this.fpsFrames = []; // [seq, capture time] of recent frames
     this.cwnd = 1;
@@ -85,6 +88,8 @@ export class FlowControl {
     this.probeAfter = 0; // no upward probe before this time
     this.probeDelay = PROBE_MIN_MS;
     this.lastCutAt = -Infinity;
+    this.lastIncreaseAt = -Infinity;
+    this.holdIncrease = 0; // frames to see before the next step up
     this.rtt = handshakeMs / 2;
     this.cameraFps = NaN;
     this.queueDelay = 0;
@@ -119,15 +124,21 @@ export class FlowControl {
     const sent = captured + ageMs;
 
     this.recvMinusSend.add(now - sent, now);
-    if (creditAt !== undefined && meta.seq - this.lastSeq >= 2) {
-      // A newer frame was waiting when the credit arrived: it was not held.
-      this.sendMinusCredit.add(sent - creditAt, now);
+    if (creditAt !== undefined) {
+      this.anySendMinusCredit.add(sent - creditAt, now);
+      if (meta.seq - this.lastSeq >= 2) {
+        // A newer frame was waiting when the credit arrived: it was not held.
+        this.sendMinusCredit.add(sent - creditAt, now);
+      }
     }
     this.lastSeq = meta.seq;
     const sc = this.sendMinusCredit.value;
     if (Number.isFinite(sc)) this.lastSendMinusCredit = sc;
     if (Number.isFinite(this.lastSendMinusCredit)) {
-      this.rtt = Math.max(0, this.recvMinusSend.value + this.lastSendMinusCredit);
+      // Held credits only ever overstate the delay, so they can still bring a clean value
+      // that came from a moment of load back down; they cannot raise it.
+      const oneWay = Math.min(this.lastSendMinusCredit, this.anySendMinusCredit.value);
+      this.rtt = Math.max(0, this.recvMinusSend.value + oneWay);
     }
 
     this.updateCameraFps(meta.seq, captured);
@@ -148,19 +159,23 @@ export class FlowControl {
       // Frames already in flight when the window was cut still carry the old queue.
       this.ignoreFrames -= 1;
     } else if (this.queueDelay > limit) {
-      if (now - this.lastCutAt < 2 * PROBE_MIN_MS) {
-        // A probe that failed soon after the last cut: probe less often.
+      if (now - this.lastIncreaseAt < 2 * rtt + 1000) {
+        // The last step up filled the link: try again later, and later after each failure.
         this.probeDelay = Math.min(PROBE_MAX_MS, this.probeDelay * 2);
       }
       this.cwnd = Math.max(1, Math.floor(this.window / 2));
       this.ignoreFrames = this.outstanding;
       this.lastCutAt = now;
       this.probeAfter = now + this.probeDelay;
-    } else if (this.queueDelay < limit / 2 && now >= this.probeAfter) {
-      if (this.cwnd < this.needed) {
+    } else if (this.queueDelay < limit / 2) {
+      if (this.holdIncrease > 0) {
+        this.holdIncrease -= 1;
+      } else if (now >= this.probeAfter && this.cwnd < this.needed) {
         this.cwnd += 1;
-        // One step at a time after a cut: let its effect show before the next.
-        if (this.lastCutAt > -Infinity) this.probeAfter = now + Math.max(rtt * 2, 200);
+        this.lastIncreaseAt = now;
+        // Once the link has been found full, one step at a time: let each show its effect
+        // (the frames now in flight, and two more) before the next.
+        if (this.lastCutAt > -Infinity) this.holdIncrease = this.outstanding + 2;
       }
       if (now - this.lastCutAt > PROBE_MAX_MS) this.probeDelay = PROBE_MIN_MS;
     }

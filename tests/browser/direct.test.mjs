@@ -6,6 +6,8 @@ import { artifactPath, launchBrowser, openPage, startDaemon } from "./lib/harnes
 const CAMERAS = {
   front: { width: 640, height: 360, fps: 20, stop_delay: 1 },
   back: { width: 320, height: 240, fps: 15, stop_delay: 1 },
+  // A V4L2 camera that is not plugged in: the daemon reports it offline with a reason.
+  gone: { source: "/dev/video-missing", width: 640, height: 480, fps: 10 },
 };
 let daemon;
 let browser;
@@ -40,6 +42,11 @@ test("the overlay shows plausible fps, age, kB/s, size, window and state", async
 
 test("the grid shows every camera and a click or Enter opens one", async () => {
   await check.gridAndSingle(page, daemon.url, Object.keys(CAMERAS));
+});
+
+test("a camera that is offline is shown so, with the server's reason", async (t) => {
+  await page.goto(`${daemon.url}#camera=gone`);
+  t.diagnostic(JSON.stringify(await check.offlineShown(page, daemon, "gone")));
 });
 
 test("a paused camera is shown sleeping and wakes on resume", async (t) => {

@@ -77,9 +77,11 @@ async function watch(page, ms) {
   await page.evaluate((camera) => {
     const { view, stream } = window.pyimagestream.views.get(camera);
     window.__ages = [];
+    window.__trace = [];
     const show = view.showFrame.bind(view);
     view.showFrame = (bitmap, meta) => {
       window.__ages.push(stream.shown.age);
+      window.__trace.push([Math.round(performance.now()), stream.flow.window, Math.round(stream.flow.queueDelay), Math.round(stream.shown.age), stream.flow.outstanding, meta.seq]);
       show(bitmap, meta);
     };
   }, CAMERA);
@@ -94,6 +96,7 @@ async function watch(page, ms) {
   const frames =
     (await page.evaluate((c) => window.pyimagestream.views.get(c).stream.frames, CAMERA)) - startFrames;
   const ages = await page.evaluate(() => window.__ages);
+  if (process.env.TRACE) console.log(JSON.stringify(await page.evaluate(() => window.__trace)));
   const seconds = (Date.now() - startedAt) / 1000;
   const bytes = samples.reduce((sum, s) => sum + s.bytesPerSecond, 0) / samples.length;
   const windows = samples.map((s) => s.window);

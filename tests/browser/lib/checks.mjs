@@ -100,13 +100,14 @@ export async function overlaySane(page, daemon, camera) {
   return o;
 }
 
-/** The grid shows every camera; a click opens one; Escape and the back button return. */
+/** The grid shows every camera; a click opens one; Escape and the back button return.
+ * The first two cameras must be live. */
 export async function gridAndSingle(page, base, cameras) {
   await page.goto(base);
   await waitFor("a tile per camera", async () =>
     (await page.locator("main.grid a.tile").count()) === cameras.length,
   );
-  for (const camera of cameras) await waitFrames(page, camera, 3);
+  for (const camera of cameras.slice(0, 2)) await waitFrames(page, camera, 3);
   assert.equal((await page.textContent("#heading")).trim(), "All cameras");
   const [first, second] = cameras;
   // Pointer: click the second tile.
@@ -299,4 +300,19 @@ export async function reconnects(page, daemon, camera, { restart = daemon } = {}
   assert.equal(await page.evaluate(() => window.__sameDocument), true, "the page reloaded");
   assert.equal(await statusText(page, camera), "");
   return { said: text };
+}
+
+/** A camera whose device is missing is shown as offline with the server's reason. */
+export async function offlineShown(page, daemon, camera) {
+  await waitFor(`${camera} offline`, async () =>
+    (await page.getAttribute(figure(camera), "data-state")) === "offline",
+  );
+  const { reason } = await daemon.camera(camera);
+  assert.ok(reason.length > 0, "the server gave no reason");
+  await waitFor("the reason on the page", async () =>
+    (await statusText(page, camera)) === `Camera offline: ${reason}` || (await statusText(page, camera)),
+  );
+  assert.equal(await page.locator(`${figure(camera)} .badge`).textContent(), "offline");
+  assert.match(await page.getAttribute(`${figure(camera)} canvas`, "aria-label"), /offline/);
+  return { said: await statusText(page, camera) };
 }

@@ -70,14 +70,15 @@ function yamlCameras(cameras) {
     .map(
       ([name, c]) =>
         `  ${name}:\n` +
-        `    source: testpattern\n` +
+        `    source: ${JSON.stringify(c.source ?? "testpattern")}\n` +
         `    width: ${c.width}\n    height: ${c.height}\n    fps: ${c.fps}\n` +
         `    quality: ${c.quality ?? 80}\n    stop_delay: ${c.stop_delay ?? 10}\n`,
     )
     .join("");
 }
 
-/** The daemon of this tree on 127.0.0.1 with test-pattern cameras {name: {width, ...}}. */
+/** The daemon of this tree on 127.0.0.1 with cameras {name: {width, height, fps, ...}};
+ * source defaults to the test pattern. */
 export async function startDaemon(cameras, { maxClients = 100 } = {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), "pyimagestream-browser-"));
   const port = await freePort();
