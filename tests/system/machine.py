@@ -55,6 +55,22 @@ class Machine:
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
+        try:
+            box = cls._wait_booted(process, log_path)
+        except BaseException:
+            # Nobody else knows this container yet: power it off before giving up.
+            process.terminate()
+            try:
+                process.wait(scaled(30))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            raise
+        return process.pid, box
+
+    @classmethod
+    def _wait_booted(cls, process: subprocess.Popen[bytes], log_path: Path) -> Machine:
+        """Wait for the container's systemd to appear, then for it to finish booting."""
         deadline = time.monotonic() + scaled(60)
         leader = 0
         while not leader:
@@ -73,7 +89,7 @@ class Machine:
         if state == "degraded":
             failed = box.run("systemctl --failed --no-legend --plain").stdout
             raise MachineError(f"the fresh container has failed units:\n{failed}")
-        return process.pid, box
+        return box
 
     @staticmethod
     def _find_leader(nspawn_pid: int) -> int:
