@@ -20,6 +20,7 @@ import errno
 import glob
 import logging
 import os
+import re
 import stat
 import time
 import warnings
@@ -80,6 +81,11 @@ def reason_for(exc: OSError, path: str) -> str:
     if code == errno.ENOTTY:
         return f"{path}: not a V4L2 device"
     return f"{path}: {exc.strerror or exc}"
+
+
+def control_key(name: str) -> str:
+    """A control's name as the config and v4l2-ctl spell it ("Y'CbCr Encoding": y_cbcr_encoding)."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
 def candidate_formats(offered: list[str], wanted: str) -> list[str]:
@@ -363,18 +369,25 @@ class V4L2Source(CaptureSource):
             return (-1, -1)
         return (fmt.fmt.pix.width, fmt.fmt.pix.height)
 
+    def _controls(self) -> dict[str, Any]:
+        """The device's controls that have a value, by config name."""
+        out = {}
+        for ctrl in self._device.controls.values():
+            if hasattr(ctrl, "default") and not isinstance(ctrl, v4l2.CompoundControl):
+                out[control_key(ctrl.name)] = ctrl
+        return out
+
     def _apply_controls(self) -> None:
         cfg = self.config
-        controls = self._device.controls
+        controls = self._controls()
         for name, value in cfg.controls:
-            try:
-                ctrl = controls[name]
-            except KeyError:
-                have = ", ".join(sorted(self._control_names())) or "none"
+            ctrl = controls.get(name)
+            if ctrl is None:
+                have = ", ".join(sorted(controls)) or "none"
                 raise CameraError(
                     f"config error: cameras.{cfg.name}.controls.{name}: camera {cfg.name} has no "
                     f"control '{name}' (it has: {have})"
-                ) from None
+                )
             try:
                 ctrl.value = value
             except (OSError, AttributeError, ValueError) as exc:
@@ -383,27 +396,8 @@ class V4L2Source(CaptureSource):
                 log.warning("camera %s: cannot set control %s=%d: %s", cfg.name, name, value, exc)
         self._stats.controls = self._read_controls()
 
-    def _control_names(self) -> list[str]:
-        return [c.config_name for c in self._device.controls.values() if hasattr(c, "value")]
-
     def _read_controls(self) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        for ctrl in self._device.controls.values():
-            if not hasattr(ctrl, "default") or isinstance(ctrl, v4l2.CompoundControl):
-                continue  # buttons and compound controls have no single value to show
-            entry: dict[str, Any] = {"min": ctrl.minimum, "max": ctrl.maximum, "step": ctrl.step}
-            try:
-                entry["default"] = ctrl.default
-                entry["value"] = ctrl.value
-            except (OSError, ValueError) as exc:
-                entry["error"] = str(exc)
-            if isinstance(ctrl, v4l2.MenuControl):
-                entry["menu"] = {str(k): v for k, v in ctrl.data.items()}
-            value = entry.get("value")
-            if isinstance(value, bool):
-                entry["value"] = int(value)
-            out[ctrl.config_name] = entry
-        return out
+        return {key: control_state(ctrl) for key, ctrl in self._controls().items()}
 
     # -- inside read() ---------------------------------------------------------------------
 
@@ -438,6 +432,20 @@ class V4L2Source(CaptureSource):
         if self.config.yuv_range == "limited":
             planes = encoder.expand_range(planes)
         return encoder.encode_planes(planes, self.config.quality)
+
+
+def control_state(ctrl: Any) -> dict[str, Any]:
+    """One control's value and range, for /api/state and --list-cameras."""
+    entry: dict[str, Any] = {"min": ctrl.minimum, "max": ctrl.maximum, "step": ctrl.step}
+    try:
+        entry["default"] = int(ctrl.default)
+        value = ctrl.value
+        entry["value"] = None if value is None else int(value)
+    except (OSError, ValueError, TypeError) as exc:
+        entry["error"] = str(exc)
+    if isinstance(ctrl, v4l2.MenuControl):
+        entry["menu"] = {str(k): v for k, v in ctrl.data.items()}
+    return entry
 
 
 # -- --list-cameras -----------------------------------------------------------------------
@@ -511,6 +519,11 @@ def _describe_node(path: str) -> dict[str, Any]:
                         sizes.append(f"{s.min_width}x{s.min_height}..{s.max_width}x{s.max_height}")
                 formats.append({"format": code, "description": fmt.description, "sizes": sizes})
             entry["formats"] = formats
+            controls = {}
+            for ctrl in dev.controls.values():
+                if hasattr(ctrl, "default") and not isinstance(ctrl, v4l2.CompoundControl):
+                    controls[control_key(ctrl.name)] = control_state(ctrl)
+            entry["controls"] = controls
     except PermissionError:
         entry["error"] = "permission denied: add the user to the 'video' group to use it"
     except OSError as exc:
@@ -559,4 +572,9 @@ def format_camera_list(cameras: list[dict[str, Any]]) -> str:
             lines.append(f"  {fmt['format']:<4} {fmt['description']}{usable}")
             if fmt["sizes"]:
                 lines.append(f"       {' '.join(fmt['sizes'])}")
+        if cam.get("controls"):
+            lines.append("  controls (config name = value [min..max]):")
+            for key, ctl in cam["controls"].items():
+                value = ctl.get("value", "?")
+                lines.append(f"    {key} = {value} [{ctl['min']}..{ctl['max']}]")
     return "\n".join(lines) + "\n"

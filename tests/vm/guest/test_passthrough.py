@@ -100,7 +100,12 @@ async def test_delivered_rate_is_the_source_rate(
     )
     expected = 30 * speed
     assert source > 0.9 * expected, f"the feeder only managed {source:.1f} fps of {expected:.0f}"
+    cam = daemon.camera("cam")
+    counts = [
+        cam[k] for k in ("frames_captured", "frames_published", "frames_sent", "frames_dropped")
+    ]
     for rate in delivered:
         assert abs(rate - source) <= 0.05 * source, (
-            f"delivered {rate:.2f} fps, source {source:.2f} fps"
+            f"delivered {rate:.2f} fps, source {source:.2f} fps; captured, published, sent, "
+            f"dropped: {counts}; {cam['format']['frames']}"
         )

@@ -70,7 +70,9 @@ def load_v4l2loopback() -> None:
     # exclusive_caps=0: 0.12.7 with exclusive_caps=1 loses both caps once a producer
     # closes, and the next producer fails until the module is reloaded.
     run("modprobe", "v4l2loopback", "devices=3", "video_nr=10,11,12",
-        "card_label=pis-mjpeg,pis-yuyv,pis-hostile", "exclusive_caps=0,0,0")  # fmt: skip
+        "card_label=pis-mjpeg,pis-yuyv,pis-hostile", "exclusive_caps=0,0,0",
+        # 2 buffers by default: one late wake-up of the reader on a busy guest loses a frame.
+        "max_buffers=8")  # fmt: skip
     for node in (LOOP_MJPEG, LOOP_YUYV, LOOP_HOSTILE):
         wait_until(lambda n=node: os.path.exists(n), 10, f"{node} to appear")
 
