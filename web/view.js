@@ -172,6 +172,6 @@ export class CameraView {
     f.window.textContent = Number.isFinite(stats.rtt)
       ? `${stats.window} (rtt ${fmt(stats.rtt)} ms)`
       : String(stats.window ?? "–");
-    f.state.textContent = shown + (stats.reason && stats.state !== "live" ? `: ${stats.reason}` : "");
+    f.state.textContent = shown; // the reason is in the status line, in full
   }
 }

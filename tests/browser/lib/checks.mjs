@@ -276,7 +276,7 @@ export async function layoutFits(page, file) {
     assert.ok(box.x >= 0 && box.x + box.width <= sizes.innerWidth, "a button off screen");
     assert.ok(box.y + box.height <= header.y + header.height + 1, "the bar wraps");
   }
-  await page.screenshot({ path: file });
+  await page.screenshot({ path: file, fullPage: true });
   return sizes;
 }
 
