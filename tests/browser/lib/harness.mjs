@@ -15,6 +15,7 @@
 //                              (a string means "not yet" and says why); throws naming `what`
 //                              and the last answer on timeout
 //   sleep(ms)
+//   track(child)               kill this child process when the test process exits
 
 import { spawn } from "node:child_process";
 import { once } from "node:events";
@@ -29,6 +30,21 @@ export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "
 export const ARTIFACTS = path.join(REPO, "test-artifacts", "browser");
 const SCALE = Number(process.env.PYIMAGESTREAM_TIMEOUT_SCALE || "1") || 1;
 export const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+
+// Whatever happens to the test process, the daemons and nginx it started do not outlive it.
+const children = new Set();
+export function track(child) {
+  children.add(child);
+  child.on("exit", () => children.delete(child));
+  return child;
+}
+process.on("exit", () => {
+  // SIGTERM: nginx then stops its workers too, which SIGKILL would leave behind.
+  for (const child of children) child.kill("SIGTERM");
+});
+for (const signal of ["SIGINT", "SIGTERM"]) {
+  process.on(signal, () => process.exit(130));
+}
 
 export function scaled(ms) {
   return ms * SCALE;
@@ -103,10 +119,12 @@ export async function startDaemon(cameras, { maxClients = 100 } = {}) {
       return log;
     },
     async start() {
-      child = spawn(python, ["-m", "pyimagestreamd", "--config", config], {
-        cwd: REPO,
-        stdio: ["ignore", "pipe", "pipe"],
-      });
+      child = track(
+        spawn(python, ["-m", "pyimagestreamd", "--config", config], {
+          cwd: REPO,
+          stdio: ["ignore", "pipe", "pipe"],
+        }),
+      );
       const keep = (chunk) => {
         log = (log + chunk).slice(-20_000);
       };

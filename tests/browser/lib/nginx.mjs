@@ -11,7 +11,7 @@ import { once } from "node:events";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { REPO, freePort, scaled, waitFor } from "./harness.mjs";
+import { REPO, freePort, scaled, track, waitFor } from "./harness.mjs";
 
 export function readmeNginxBlock() {
   const readme = readFileSync(path.join(REPO, "README.md"), "utf8");
@@ -58,9 +58,11 @@ ${server.replaceAll("127.0.0.1:8888", `127.0.0.1:${daemonPort}`)}
 }
 `;
   writeFileSync(path.join(dir, "nginx.conf"), conf);
-  const child = spawn(binary, ["-e", `${dir}/error.log`, "-p", dir, "-c", `${dir}/nginx.conf`], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = track(
+    spawn(binary, ["-e", `${dir}/error.log`, "-p", dir, "-c", `${dir}/nginx.conf`], {
+      stdio: ["ignore", "pipe", "pipe"],
+    }),
+  );
   let log = "";
   child.stdout.on("data", (c) => (log += c));
   child.stderr.on("data", (c) => (log += c));
