@@ -202,6 +202,8 @@ export class FlowControl {
     // the capture time can be used directly.
     if (minDelay > -20 && minDelay < (this.rtt || 0) + 20) return now - captured;
     // Otherwise: server-side age + queueing + half the base round trip, all offset-free.
+    // On a slow link that understates by up to half a frame's transfer time, which the base
+    // round trip holds once but the way down holds whole.
     const sent = captured + (meta.age || 0) * 1000;
     return (
       (meta.age || 0) * 1000 +

@@ -81,6 +81,9 @@ export class CameraStream {
     this.shown = null; // {jpeg, meta, arrivedAt} of the frame on screen
     this.frames = 0;
     this.generation = 0; // bumps per connection: late decodes of an old one are dropped
+    this.pausedAt = 0;
+    this.creditsFrom = 0; // no requests before this time (just after a resume)
+    this.resumeTimer = 0;
     this.onOnline = () => this.retryNow();
     window.addEventListener("online", this.onOnline);
   }
@@ -101,6 +104,7 @@ export class CameraStream {
   close() {
     this.closedForGood = true;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.resumeTimer);
     clearInterval(this.stallTimer);
     window.removeEventListener("online", this.onOnline);
     this.generation += 1;
@@ -124,9 +128,20 @@ export class CameraStream {
       this.ws.send(MSG_PAUSE);
       this.flow.dropCredits();
       this.meter.clear();
+      this.pausedAt = clock();
     } else {
       this.ws.send(MSG_RESUME);
-      this.topUp();
+      // Frames the server sent before it read our pause may still be on the way; requests
+      // sent now must not be counted as answered by them, or the server could hold more
+      // than `window`. They arrive within a round trip of the pause.
+      const wait = 2 * (this.flow.rtt || 0) - (clock() - this.pausedAt);
+      if (wait > 0) {
+        this.creditsFrom = clock() + wait;
+        clearTimeout(this.resumeTimer);
+        this.resumeTimer = setTimeout(() => this.topUp(), wait + 1);
+      } else {
+        this.topUp();
+      }
     }
   }
 
@@ -146,6 +161,8 @@ export class CameraStream {
     this.generation += 1;
     const generation = this.generation;
     this.helloSeen = false;
+    this.creditsFrom = 0;
+    clearTimeout(this.resumeTimer);
     this.flow = new FlowControl();
     this.meter.clear();
     this.waiting = null;
@@ -293,7 +310,7 @@ export class CameraStream {
   }
 
   topUp() {
-    if (!this.isOpen() || this.paused) return;
+    if (!this.isOpen() || this.paused || clock() < this.creditsFrom) return;
     const flow = this.flow;
     // Frames received but not yet decoded hold their credit: that is the back-pressure.
     const busy = (this.decoding ? 1 : 0) + (this.waiting ? 1 : 0);

@@ -1,0 +1,126 @@
+// web/flow.js on its own, in node: the request window against a simulated link (a camera at
+// a fixed rate, the server's credit rule from README's protocol 2, a serial link with a
+// bandwidth and a one-way delay). Fast and deterministic; the browser tests check the real
+// thing end to end.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { FlowControl } from "../../web/flow.js";
+
+/** Run `seconds` of simulated time; returns per-frame truths and the flow's view. */
+function simulate({ fps, frameBytes, bytesPerSecond, oneWayMs, seconds, serverClockOffsetMs = 0 }) {
+  const events = []; // [time, kind, data], kept sorted by time
+  const at = (time, kind, data) => {
+    let i = events.length;
+    while (i > 0 && events[i - 1][0] > time) i -= 1;
+    events.splice(i, 0, [time, kind, data]);
+  };
+  const flow = new FlowControl(8, true, 2 * 2 * oneWayMs);
+  let latest = null;
+  let seq = 0;
+  let credits = 0;
+  let lastSent = 0;
+  let linkFreeAt = 0;
+  const received = [];
+
+  const serve = (now) => {
+    while (credits > 0 && latest && latest.seq > lastSent) {
+      credits -= 1;
+      lastSent = latest.seq;
+      const start = Math.max(now, linkFreeAt);
+      linkFreeAt = start + (frameBytes * 1000) / bytesPerSecond;
+      const meta = {
+        seq: latest.seq,
+        time: (latest.captured + serverClockOffsetMs) / 1000,
+        age: (now - latest.captured) / 1000,
+      };
+      at(linkFreeAt + oneWayMs, "arrive", { meta, captured: latest.captured });
+    }
+  };
+  const topUp = (now) => {
+    while (flow.outstanding < flow.window) {
+      flow.creditSent(now);
+      at(now + oneWayMs, "credit");
+    }
+  };
+
+  for (let t = 0; t < seconds * 1000; t += 1000 / fps) at(t, "capture");
+  topUp(0);
+  while (events.length) {
+    const [now, kind, data] = events.shift();
+    if (kind === "capture") {
+      seq += 1;
+      latest = { seq, captured: now };
+      serve(now);
+    } else if (kind === "credit") {
+      credits += 1;
+      assert.ok(credits <= 8, "the server would refuse: more than 8 credits");
+      serve(now);
+    } else {
+      const estimated = flow.frameArrived(data.meta, now, frameBytes);
+      received.push({ at: now, age: now - data.captured, estimated, window: flow.window });
+      topUp(now);
+    }
+  }
+  const settled = received.filter((r) => r.at > 5000);
+  const span = (settled.at(-1).at - settled[0].at) / 1000;
+  const ages = settled.map((r) => r.age).sort((a, b) => a - b);
+  return {
+    fps: (settled.length - 1) / span,
+    medianAge: ages[ages.length >> 1],
+    windows: [...new Set(settled.map((r) => r.window))],
+    settled,
+    flow,
+  };
+}
+
+test("slow link (2 Mbit/s, 150 ms round trip): frames do not queue, the rate follows the link", (t) => {
+  const frameBytes = 60_000;
+  const bytesPerSecond = 250_000;
+  const transferMs = (frameBytes * 1000) / bytesPerSecond; // 240 ms
+  const r = simulate({ fps: 15, frameBytes, bytesPerSecond, oneWayMs: 75, seconds: 60 });
+  t.diagnostic(`fps ${r.fps.toFixed(2)}, median age ${r.medianAge.toFixed(0)} ms, windows ${r.windows}`);
+  assert.ok(r.medianAge < 2 * transferMs, `median age ${r.medianAge} ms`);
+  const linkFps = bytesPerSecond / frameBytes;
+  assert.ok(r.fps > 0.5 * linkFps && r.fps <= linkFps, `fps ${r.fps}, link carries ${linkFps}`);
+});
+
+test("fast link with 150 ms round trip: the window carries every camera frame", (t) => {
+  const r = simulate({
+    fps: 15,
+    frameBytes: 60_000,
+    bytesPerSecond: 12_500_000,
+    oneWayMs: 75,
+    seconds: 30,
+  });
+  t.diagnostic(`fps ${r.fps.toFixed(2)}, windows ${r.windows}, rtt ${r.flow.rtt.toFixed(0)} ms`);
+  assert.ok(r.fps > 14.5, `fps ${r.fps}`);
+  assert.ok(Math.min(...r.windows) >= 3, `windows ${r.windows}`);
+  assert.ok(Math.abs(r.flow.rtt - 155) < 20, `rtt estimate ${r.flow.rtt}`);
+});
+
+test("loopback: every camera frame with a window of at most 3", () => {
+  const r = simulate({
+    fps: 30,
+    frameBytes: 60_000,
+    bytesPerSecond: 1_000_000_000,
+    oneWayMs: 0.2,
+    seconds: 20,
+  });
+  assert.ok(r.fps > 29.5, `fps ${r.fps}`);
+  assert.ok(Math.max(...r.windows) <= 3, `windows ${r.windows}`);
+});
+
+test("frame age is close without synchronized clocks (within half a transfer time)", () => {
+  const r = simulate({
+    fps: 15,
+    frameBytes: 60_000,
+    bytesPerSecond: 250_000,
+    oneWayMs: 75,
+    seconds: 30,
+    serverClockOffsetMs: 3_600_000,
+  });
+  const errors = r.settled.map((f) => Math.abs(f.estimated - f.age)).sort((a, b) => a - b);
+  // Half the base round trip stands in for the one-way delay, which on a slow link also
+  // holds the frame's transfer time (240 ms here): off by up to half of that.
+  assert.ok(errors[errors.length >> 1] < 140, `median age error ${errors[errors.length >> 1]} ms`);
+});
