@@ -5,8 +5,8 @@
  * full round trip per frame; too many credits on a slow link let frames queue in the network,
  * so the picture lags. The window is sized from three measurements, all taken from frames:
  *
- *   rtt         base round trip: min(receive - server send) + min(server send - credit sent),
- *               each over the last 10 s. The server's clock offset cancels out of the sum.
+ *   rtt         base round trip: min(receive - server send) over the last minute +
+ *               min(server send - credit sent) over the last 10 s. The server's clock offset cancels out of the sum.
  *               A credit the server had to hold until a new frame was captured would
  *               inflate the second term, so it only counts frames the server sent at once:
  *               those after a gap in seq (a frame was skipped, so a newer one was waiting)
@@ -16,8 +16,9 @@
  *               first, the WebSocket handshake's time stands in (TCP and HTTP: two round
  *               trips).
  *   cameraFps   from the frames' seq and capture time: seq grows by one per captured frame.
- *   queueDelay  receive - server send, above its 10 s minimum (the clock offset cancels): how
- *               long frames now wait in the network. It grows as soon as the link is full.
+ *   queueDelay  receive - server send, above its minimum over the last minute (the clock
+ *               offset cancels): how long frames now wait in the network. It grows as soon
+ *               as the link is full.
  *
  * Window = min(needed, congestion window, server's limit), where needed =
  * ceil(cameraFps * rtt * 1.25) + 1 credits carry every captured frame across the round trip
@@ -47,13 +48,15 @@
  */
 
 const WINDOW_MS = 10_000;
+const BASE_MS = 60_000;
 const BUCKET_MS = 1_000;
 const PROBE_MIN_MS = 2_000;
 const PROBE_MAX_MS = 30_000;
 
-/** Minimum of a value over the last WINDOW_MS, kept as 1 s buckets: O(1) per sample. */
+/** Minimum of a value over the last spanMs, kept as 1 s buckets: cheap per sample. */
 class WindowedMin {
-  constructor() {
+  constructor(spanMs = WINDOW_MS) {
+    this.spanMs = spanMs;
     this.buckets = [];
   }
   add(value, now) {
@@ -63,7 +66,7 @@ class WindowedMin {
     } else {
       this.buckets.push({ start: now, min: value });
     }
-    while (this.buckets.length && now - this.buckets[0].start > WINDOW_MS) this.buckets.shift();
+    while (this.buckets.length && now - this.buckets[0].start > this.spanMs) this.buckets.shift();
   }
   get value() {
     let min = Infinity;
@@ -77,7 +80,9 @@ export class FlowControl {
     this.maxWindow = Math.max(1, maxWindow | 0);
     this.lastSeq = cameraLive ? -Infinity : Infinity; // -Infinity: a gap before the first
     this.credits = []; // send times of the outstanding credits, oldest first
-    this.recvMinusSend = new WindowedMin(); // receive - server send: one-way delay + offset
+    // receive - server send: one-way delay + clock offset. Over a minute, so that a queue
+    // that stands for a while is still seen as one (clocks drift far less than that).
+    this.recvMinusSend = new WindowedMin(BASE_MS);
     this.sendMinusCredit = new WindowedMin(); // server send - credit: one-way delay - offset
     this.lastSendMinusCredit = Infinity; // kept when no fresh sample qualifies
     this.anySendMinusCredit = new WindowedMin(); // the same over held credits too: an upper bound
