@@ -113,7 +113,7 @@ class App {
   }
 
   openGrid() {
-    // Drop the hash without adding a history entry for the grid itself.
+    // An address of its own for the grid, so the browser's Back returns to the camera.
     if (window.location.hash) {
       history.pushState(null, "", window.location.pathname + window.location.search);
     }

@@ -176,6 +176,7 @@ export class CameraStream {
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     const openingAt = performance.now();
+    this.openingAt = openingAt;
     this.handshakeMs = NaN;
     this.setConnection(this.attempt === 0 ? "connecting" : "reconnecting", {
       attempt: this.attempt,
@@ -190,7 +191,7 @@ export class CameraStream {
       } catch (err) {
         if (!(err instanceof ProtocolError)) throw err;
         console.warn(`pyimagestream: ${this.camera}: ${err.message}; reconnecting`);
-        ws.close(CLOSE.POLICY, "protocol error");
+        ws.close(CLOSE.NORMAL, "protocol error"); // browsers may only send 1000 or 3000-4999
       }
     };
     ws.onclose = (event) => {
@@ -211,7 +212,13 @@ export class CameraStream {
   }
 
   checkStall(ws) {
-    if (ws !== this.ws || this.paused || this.state !== "live") return;
+    if (ws !== this.ws) return;
+    if (!this.helloSeen && performance.now() - this.openingAt > STALL_MS) {
+      // A handshake that hangs (a proxy swallowing it, say): give up on it and retry.
+      ws.close();
+      return;
+    }
+    if (this.paused || this.state !== "live") return;
     if (this.flow.outstanding > 0 && clock() - this.lastMessageAt > STALL_MS) {
       console.info(`pyimagestream: ${this.camera}: no frame for ${STALL_MS / 1000} s`);
       ws.close(CLOSE.NORMAL, "stalled");
