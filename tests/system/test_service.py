@@ -310,6 +310,62 @@ def test_frozen_daemon_is_restarted_by_the_watchdog(machine: Machine) -> None:
     machine.wait_for("the port to answer", serving, 30)
 
 
+# Stops one thread of another process with ptrace (PTRACE_SEIZE + PTRACE_INTERRUPT): the
+# other threads run on. It then reaps that thread when the process is killed (a traced
+# thread stays a zombie until its tracer waits for it) and exits; or, after argv[2]
+# seconds, exits anyway, which resumes the thread.
+FREEZE_THREAD = """\
+import ctypes, os, signal, sys
+libc = ctypes.CDLL(None, use_errno=True)
+tid = int(sys.argv[1])
+signal.alarm(int(sys.argv[2]))
+for request in (0x4206, 0x4207):  # PTRACE_SEIZE, PTRACE_INTERRUPT
+    if libc.ptrace(request, tid, None, None) != 0:
+        raise OSError(ctypes.get_errno(), f"ptrace {request:#x} on thread {tid}")
+while True:
+    _, status = os.waitpid(tid, 0x40000000)  # __WALL: the tracee is a thread
+    if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+        break
+"""
+
+
+def threads(box: Machine, pid: int) -> set[int]:
+    return {int(tid) for tid in box.run(f"ls /proc/{pid}/task").stdout.split()}
+
+
+async def test_hung_capture_thread_is_restarted_by_the_watchdog(machine: Machine) -> None:
+    """A capture thread that hangs while the event loop runs on gets the service restarted."""
+    pid = main_pid(machine)
+    idle = threads(machine, pid)  # a fresh daemon: no viewer yet, so no capture thread
+    machine.path("/root/freeze-thread.py").write_text(FREEZE_THREAD)
+    async with connect(f"{WS}/websocket/pattern", compression=None) as ws:
+        await ws.send("next")
+        await asyncio.wait_for(ws.recv(), scaled(10))
+        capture = threads(machine, pid) - idle
+        assert len(capture) == 1, f"expected one new (capture) thread, got {capture}"
+        before = machine.unit("NRestarts")["NRestarts"]
+        since = time.time()
+        freezer = machine.run(
+            f"python3 /root/freeze-thread.py {capture.pop()} 120 >/dev/null 2>&1 & echo $!"
+        ).stdout.strip()
+
+        def restarted() -> bool:
+            now = machine.unit("MainPID", "ActiveState")
+            return now["ActiveState"] == "active" and now["MainPID"] not in ("0", str(pid))
+
+        # The daemon stops petting 10 s after the thread's last turn; systemd waits 10 s more.
+        machine.wait_for("a watchdog restart", restarted, 45)
+    machine.run(f"kill {freezer}; rm /root/freeze-thread.py", check=False)
+    assert int(machine.unit("NRestarts")["NRestarts"]) == int(before) + 1
+    lines = daemon_lines(machine, since)
+    stalls = [(p, t) for p, t in lines if "not petting the watchdog" in t]
+    print(stalls)
+    assert stalls and stalls[0][0] <= 3 and "capture thread stalled" in stalls[0][1], lines
+    journal = machine.run(f"journalctl --no-pager -u pyimagestream --since=@{since:.3f}").stdout
+    assert "Watchdog timeout" in journal, journal
+    machine.wait_for("the port to answer", serving, 30)
+
+
 def test_bad_config_at_start_fails_once_without_restart_loop(machine: Machine) -> None:
     """A bad config at start: one clear journal line, exit status 2, no restart loop."""
     good = machine.path(CONFIG).read_text(encoding="utf-8")
