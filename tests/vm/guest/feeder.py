@@ -1,6 +1,6 @@
 """A v4l2loopback producer for the in-guest tests: writes known frames at a steady rate.
 
-    python feeder.py DEVICE yuyv-bars    1920x1080 YUYV colour bars (limited range)
+    python feeder.py DEVICE yuyv-bars [FPS]    1920x1080 YUYV colour bars (limited range)
     python feeder.py DEVICE hostile      640x480 MJPEG: good, zero-padded, Huffman-less,
                                          truncated and garbage frames in a fixed cycle
 
@@ -100,6 +100,7 @@ def hostile_frames() -> list[bytes]:
 
 def main() -> None:
     path, mode = sys.argv[1], sys.argv[2]
+    fps = float(sys.argv[3]) if len(sys.argv) > 3 else FPS
     if mode == "yuyv-bars":
         width, height, pixfmt = 1920, 1080, "YUYV"
         frames = [yuyv_bars(width, height)]
@@ -112,14 +113,14 @@ def main() -> None:
     dev.open()
     dev.set_format(v4l2.BufferType.VIDEO_OUTPUT, width, height, pixfmt)
     with contextlib.suppress(OSError):  # consumers then report the driver's default rate
-        dev.set_fps(v4l2.BufferType.VIDEO_OUTPUT, FPS)
+        dev.set_fps(v4l2.BufferType.VIDEO_OUTPUT, fps)
     fd = dev.fileno()
     next_at = time.monotonic()
     n = 0
     while True:
         os.write(fd, frames[n % len(frames)])
         n += 1
-        next_at += 1 / FPS
+        next_at += 1 / fps
         time.sleep(max(0.0, next_at - time.monotonic()))
 
 

@@ -25,6 +25,8 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from pyimagestreamd.v4l2 import BUFFER_COUNT
+
 SRC = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
 CLIP = Path(os.environ.get("PYIMAGESTREAM_VM_CLIP", "/opt/pyimagestream/clip-1080p30.mkv"))
@@ -72,7 +74,10 @@ def load_v4l2loopback() -> None:
     run("modprobe", "v4l2loopback", "devices=3", "video_nr=10,11,12",
         "card_label=pis-mjpeg,pis-yuyv,pis-hostile", "exclusive_caps=0,0,0",
         # 2 buffers by default: one late wake-up of the reader on a busy guest loses a frame.
-        "max_buffers=8")  # fmt: skip
+        # Exactly the daemon's count (v4l2.BUFFER_COUNT): a reader asking 0.12.7 for fewer
+        # buffers than the node has unlinks them without the writer's lock, and a write
+        # racing with that corrupts a list and panics the kernel (seen once here).
+        f"max_buffers={BUFFER_COUNT}")  # fmt: skip
     for node in (LOOP_MJPEG, LOOP_YUYV, LOOP_HOSTILE):
         wait_until(lambda n=node: os.path.exists(n), 10, f"{node} to appear")
 
@@ -127,9 +132,11 @@ def clip_feeder(
 
 
 def python_feeder(
-    device: str, mode: str
+    device: str, mode: str, fps: float = 30
 ) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
-    return process(sys.executable, str(HERE / "feeder.py"), device, mode, name=f"feeder-{mode}")
+    return process(
+        sys.executable, str(HERE / "feeder.py"), device, mode, str(fps), name=f"feeder-{mode}"
+    )
 
 
 def busy_holder(device: str) -> subprocess.Popen[bytes]:
