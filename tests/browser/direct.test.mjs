@@ -1,7 +1,7 @@
 // The viewer against the real daemon on 127.0.0.1, in real headless Chromium.
 import { after, before, test } from "node:test";
 import * as check from "./lib/checks.mjs";
-import { artifactPath, launchBrowser, openPage, startDaemon } from "./lib/harness.mjs";
+import { artifactPath, launchBrowser, openPage, startDaemon, waitFor } from "./lib/harness.mjs";
 
 const CAMERAS = {
   front: { width: 640, height: 360, fps: 20, stop_delay: 1 },
@@ -66,17 +66,26 @@ test("controls are labelled, touch-sized and keyboard operable", async () => {
   await check.accessible(page, "front");
 });
 
-test("the layout fits a 360x740 phone and a 1920x1080 screen", async (t) => {
-  for (const [width, height] of [
-    [360, 740],
-    [1920, 1080],
+test("the layout fits a 360x740 phone (a tap opens a camera) and a 1920x1080 screen", async (t) => {
+  for (const [width, height, phone] of [
+    [360, 740, true],
+    [1920, 1080, false],
   ]) {
-    const p = await openPage(browser, daemon.url, { viewport: { width, height } });
+    const p = await openPage(browser, daemon.url, {
+      viewport: { width, height },
+      hasTouch: phone,
+      isMobile: phone,
+    });
     await check.setOverlay(p, true);
     await check.waitFrames(p, "front", 5);
     await check.waitFrames(p, "back", 5);
     t.diagnostic(JSON.stringify(await check.layoutFits(p, artifactPath(`grid-${width}x${height}.png`))));
-    await p.goto(`${daemon.url}#camera=front`);
+    if (phone) {
+      await p.tap('a.tile[href="#camera=front"]');
+    } else {
+      await p.click('a.tile[href="#camera=front"]');
+    }
+    await waitFor("single view", () => p.locator("main.single").count());
     await check.waitFrames(p, "front", 5);
     await check.layoutFits(p, artifactPath(`single-${width}x${height}.png`));
     await p.closeAll();

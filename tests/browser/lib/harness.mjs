@@ -7,7 +7,7 @@
 //   freePort()                 a free TCP port on 127.0.0.1
 //   startDaemon(cameras, opts) a running daemon: {port, url, state(), stop(), start(), close()}
 //   launchBrowser()            Chromium (headless, fresh profile)
-//   openPage(browser, url, {viewport})
+//   openPage(browser, url, {viewport, ...context options such as hasTouch})
 //                              a page whose console errors, page errors and WebSocket sends
 //                              are recorded: page.errors, and in the page window.__sent
 //                              (window.__recordSends = false stops that) and window.__urls
@@ -185,8 +185,8 @@ export async function launchBrowser() {
 }
 
 /** A page that records console errors and every WebSocket message it sends. */
-export async function openPage(browser, url, { viewport = { width: 1280, height: 800 } } = {}) {
-  const context = await browser.newContext({ viewport, acceptDownloads: true });
+export async function openPage(browser, url, { viewport = { width: 1280, height: 800 }, ...more } = {}) {
+  const context = await browser.newContext({ viewport, acceptDownloads: true, ...more });
   const page = await context.newPage();
   page.errors = [];
   page.on("console", (msg) => {
