@@ -2,10 +2,11 @@
 // where frames must not queue, and a fast one with the same round trip where the window must
 // carry the camera's full frame rate. Bandwidth: Chromium's network emulation (CDP). Round
 // trip: a relay delaying each direction by 75 ms (the emulation does not delay WebSocket
-// messages).
+// messages). Last, the relay cuts every connection: a network drop the page recovers from.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { launchBrowser, openPage, scaled, sleep, startDaemon } from "./lib/harness.mjs";
+import * as check from "./lib/checks.mjs";
+import { launchBrowser, openPage, scaled, sleep, startDaemon, waitFor } from "./lib/harness.mjs";
 import { startRelay } from "./lib/relay.mjs";
 
 const CAMERA = "hd";
@@ -162,4 +163,19 @@ test("on a fast link with 150 ms round trip the window carries the camera's full
   // One request per round trip would give 1000 / 150 = 6.7 fps.
   assert.ok(seen.fps > FPS * 0.85, `fps ${seen.fps}, camera ${FPS}`);
   assert.ok(Math.min(...seen.windows) >= 2, `window ${seen.windows}`);
+});
+
+test("after a network drop the page says reconnecting and frames resume", async (t) => {
+  const page = await openPage(browser, `${relay.url}#camera=${CAMERA}`);
+  await check.waitFrames(page, CAMERA, 10);
+  relay.dropConnections();
+  await waitFor("page says reconnecting", async () =>
+    /reconnecting/i.test(await check.statusText(page, CAMERA)),
+  );
+  t.diagnostic(await check.statusText(page, CAMERA));
+  await waitFor("connection open again", async () =>
+    (await page.getAttribute(`figure[data-camera="${CAMERA}"]`, "data-connection")) === "open",
+  10_000);
+  await check.waitFrames(page, CAMERA, 10);
+  await page.closeAll();
 });

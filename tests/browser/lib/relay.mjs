@@ -4,7 +4,8 @@
 // here. Order is kept (same delay for every chunk); nothing is dropped.
 //
 // Interface:
-//   startRelay(targetPort, oneWayMs)   {port, url, close()}
+//   startRelay(targetPort, oneWayMs)   {port, url, dropConnections(), close()}
+//                                      dropConnections: cut every connection (a network drop)
 
 import net from "node:net";
 import { once } from "node:events";
@@ -56,6 +57,9 @@ export async function startRelay(targetPort, oneWayMs) {
   return {
     port,
     url: `http://127.0.0.1:${port}/`,
+    dropConnections() {
+      for (const s of sockets) s.destroy();
+    },
     async close() {
       for (const s of sockets) s.destroy();
       server.close();
