@@ -6,7 +6,8 @@
  * so the picture lags. The window is sized from three measurements, all taken from frames:
  *
  *   rtt         base round trip: min(receive - server send) over the last minute +
- *               min(server send - credit sent) over the last 10 s. The server's clock offset cancels out of the sum.
+ *               min(server send - credit sent) over the last 10 s. The server's clock
+ *               offset cancels out of the sum.
  *               A credit the server had to hold until a new frame was captured would
  *               inflate the second term, so it only counts frames the server sent at once:
  *               those after a gap in seq (a frame was skipped, so a newer one was waiting)
@@ -25,8 +26,9 @@
  * of a fast link. The congestion window grows by one per frame while queueDelay stays low and
  * halves when queueDelay rises above max(40 ms, rtt / 3) — one frame waiting behind another on
  * a slow link — after which it waits before probing upwards again, longer after each probe
- * that failed. On a slow link that leaves one credit in flight, so a frame is never older
- * than one round trip plus its own transfer time.
+ * that failed. On a slow link that leaves one or two credits in flight and at most a short
+ * queue (under a third of the round trip): a frame arrives about its own transfer time plus
+ * half a round trip after it was captured, never behind a backlog.
  *
  * Times are milliseconds on one client clock (performance.timeOrigin + performance.now());
  * server times are milliseconds on the server's clock.
@@ -40,8 +42,7 @@
  *   .outstanding                 credits sent and not yet answered
  *   .creditSent(now)             call when sending {"type": "next"}
  *   .dropCredits()               call when sending {"type": "pause"}: the server forgets them
- *   .frameArrived(meta, now, bytes)
- *                                call for each frame message; returns the frame's age on
+ *   .frameArrived(meta, now)     call for each frame message; returns the frame's age on
  *                                arrival in ms (capture to receive)
  *   .ageOf(meta, arrivedAt, now) age in ms, at `now`, of a frame that arrived at arrivedAt
  *   .snapshot()                  {window, outstanding, rtt, cameraFps, queueDelay} for display

@@ -56,7 +56,7 @@ function simulate({ fps, frameBytes, bytesPerSecond, oneWayMs, seconds, serverCl
       assert.ok(credits <= 8, "the server would refuse: more than 8 credits");
       serve(now);
     } else {
-      const estimated = flow.frameArrived(data.meta, now, frameBytes);
+      const estimated = flow.frameArrived(data.meta, now);
       received.push({ at: now, age: now - data.captured, estimated, window: flow.window });
       topUp(now);
     }
