@@ -25,6 +25,23 @@ function byId(id) {
   return document.getElementById(id);
 }
 
+// Settings survive a reload where the browser allows storage (not in every private mode).
+function readSetting(key) {
+  try {
+    return localStorage.getItem(key);
+  } catch (err) {
+    return null;
+  }
+}
+
+function writeSetting(key, value) {
+  try {
+    localStorage.setItem(key, value);
+  } catch (err) {
+    // Not stored: the setting holds for this page only.
+  }
+}
+
 export function downloadName(camera, meta) {
   // The capture time, in UTC, without ":" (not allowed in file names everywhere).
   const stamp = new Date(meta.time * 1000).toISOString().replace(/:/g, "-");
@@ -52,7 +69,7 @@ class App {
       info: byId("info"),
     };
     this.notice = byId("notice");
-    this.showInfo = localStorage.getItem("pyimagestream.info") === "1";
+    this.showInfo = readSetting("pyimagestream.info") === "1";
   }
 
   async start() {
@@ -204,7 +221,7 @@ class App {
 
   toggleInfo() {
     this.showInfo = !this.showInfo;
-    localStorage.setItem("pyimagestream.info", this.showInfo ? "1" : "0");
+    writeSetting("pyimagestream.info", this.showInfo ? "1" : "0");
     this.applyInfo();
     this.refresh();
   }

@@ -1,4 +1,5 @@
 // The viewer against the real daemon on 127.0.0.1, in real headless Chromium.
+import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import * as check from "./lib/checks.mjs";
 import { artifactPath, launchBrowser, openPage, startDaemon, waitFor } from "./lib/harness.mjs";
@@ -47,6 +48,15 @@ test("the grid shows every camera and a click or Enter opens one", async () => {
 test("a camera that is offline is shown so, with the server's reason", async (t) => {
   await page.goto(`${daemon.url}#camera=gone`);
   t.diagnostic(JSON.stringify(await check.offlineShown(page, daemon, "gone")));
+});
+
+test("a bookmark of a camera that does not exist says so and does not retry", async () => {
+  await page.goto(`${daemon.url}#camera=nosuch`);
+  await waitFor("the page says the camera is unknown", async () =>
+    /^Cannot show this camera: .*nosuch/.test(await check.statusText(page, "nosuch")) ||
+    (await check.statusText(page, "nosuch")),
+  );
+  assert.equal(await page.getAttribute('figure[data-camera="nosuch"]', "data-connection"), "failed");
 });
 
 test("a paused camera is shown sleeping and wakes on resume", async (t) => {
