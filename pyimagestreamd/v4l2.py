@@ -238,10 +238,12 @@ class V4L2Source(CaptureSource):
         self._capture = self._reader = self._device = None
         # Each step on its own: after an unplug, STREAMOFF fails with ENODEV, and the
         # buffers and the fd must still be released.
+        # Broad excepts: whatever goes wrong releasing buffers, the fd must still be closed,
+        # or the device stays busy for the next attempt.
         if capture is not None:
             try:
                 capture.close()
-            except OSError as exc:
+            except Exception as exc:
                 log.debug("camera %s: stopping capture: %r", self.config.name, exc)
                 try:
                     capture.disarm()
@@ -250,7 +252,7 @@ class V4L2Source(CaptureSource):
         if device is not None:
             try:
                 device.close()
-            except OSError as exc:
+            except Exception as exc:
                 log.debug("camera %s: closing device: %r", self.config.name, exc)
 
     # -- what the daemon shows -------------------------------------------------------------

