@@ -12,6 +12,7 @@ import json
 import re
 import statistics
 import struct
+import subprocess
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -110,6 +111,19 @@ def daemon_lines(box: Machine, since: float) -> list[tuple[int, str]]:
     return lines
 
 
+def installed(box: Machine, package: str) -> bool:
+    status = box.run(f"dpkg-query -W -f='${{db:Status-Abbrev}}' {package}", check=False)
+    return status.stdout.startswith("ii")
+
+
+def debian_depends(deb: Path) -> list[str]:
+    """The package names in a .deb's Depends (first of each set of alternatives)."""
+    field = subprocess.run(
+        ["dpkg-deb", "-f", str(deb), "Depends"], capture_output=True, text=True, check=True
+    ).stdout
+    return [re.split(r"[\s:(|]", item.strip(), maxsplit=1)[0] for item in field.split(",")]
+
+
 def main_pid(box: Machine) -> int:
     return int(box.unit("MainPID")["MainPID"])
 
@@ -143,7 +157,13 @@ def test_apt_install_and_enable_now(machine: Machine, debs: tuple[Path, Path]) -
     deb, _ = debs
     machine.run("find / -xdev -path /proc -prune -o -print | sort >/root/files-before")
     machine.copy_in(deb, f"/root/{deb.name}")
+    # The container has no network: the Debian dependencies come from apt's cache, where the
+    # image put them without installing them, so a dependency the package fails to declare
+    # is missing here, as on a user's machine.
+    assert not installed(machine, "python3")
     machine.run(f"apt-get install -y -q /root/{deb.name}", timeout=180)
+    for name in debian_depends(deb):
+        assert installed(machine, name), f"{name} is not installed"
     machine.run("systemctl enable --now pyimagestream")
     machine.wait_for("the service to be active", lambda: is_active(machine), 30)
     assert machine.unit("Type")["Type"] == "notify"
@@ -470,7 +490,9 @@ def test_upgrade_keeps_the_edited_conffile_and_restarts(
 
 def test_purge_leaves_no_files(machine: Machine) -> None:
     """`apt purge` removes the service, code, conffile and everything made at run time."""
-    machine.run("apt-get purge -y -q pyimagestream", timeout=180)
+    # --autoremove: the Debian packages the install pulled in go too, so the system is back
+    # to what it was before the install.
+    machine.run("apt-get purge -y -q --autoremove pyimagestream", timeout=180)
     assert not serving()
     machine.run("find / -xdev -path /proc -prune -o -print | sort >/root/files-after")
     new = machine.run("comm -13 /root/files-before /root/files-after").stdout.split()
