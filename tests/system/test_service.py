@@ -310,24 +310,29 @@ async def test_bad_reload_is_refused_and_service_keeps_serving(machine: Machine)
 # -- failures --------------------------------------------------------------------------------
 
 
+def wait_for_watchdog_restart(box: Machine, pid: int, restarts: int, since: float) -> None:
+    """Wait until systemd's watchdog has replaced process `pid`, then check it was that."""
+
+    def restarted() -> bool:
+        now = box.unit("MainPID", "ActiveState")
+        return now["ActiveState"] == "active" and now["MainPID"] not in ("0", str(pid))
+
+    # The daemon stops petting at most 10 s after a hang; systemd waits 10 s more.
+    box.wait_for("a watchdog restart", restarted, 45)
+    assert int(box.unit("NRestarts")["NRestarts"]) == restarts + 1
+    journal = box.run(f"journalctl --no-pager -u pyimagestream --since=@{since:.3f}").stdout
+    assert "Watchdog timeout" in journal, journal
+    box.wait_for("the port to answer", serving, 30)
+
+
 def test_frozen_daemon_is_restarted_by_the_watchdog(machine: Machine) -> None:
     """SIGSTOP on the daemon: systemd's watchdog kills and restarts it."""
     machine.run("systemctl restart pyimagestream")
     machine.wait_for("the port to answer", serving, 30)
-    before = machine.unit("MainPID", "NRestarts")
+    pid, restarts = main_pid(machine), int(machine.unit("NRestarts")["NRestarts"])
     since = time.time()
-    machine.run(f"kill -STOP {before['MainPID']}")
-
-    def restarted() -> bool:
-        now = machine.unit("MainPID", "NRestarts", "ActiveState")
-        return now["ActiveState"] == "active" and now["MainPID"] not in ("0", before["MainPID"])
-
-    machine.wait_for("a watchdog restart", restarted, 45)
-    after = machine.unit("NRestarts")
-    assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1
-    journal = machine.run(f"journalctl --no-pager -u pyimagestream --since=@{since:.3f}").stdout
-    assert "Watchdog timeout" in journal, journal
-    machine.wait_for("the port to answer", serving, 30)
+    machine.run(f"kill -STOP {pid}")
+    wait_for_watchdog_restart(machine, pid, restarts, since)
 
 
 # Stops one thread of another process with ptrace (PTRACE_SEIZE + PTRACE_INTERRUPT): the
@@ -363,27 +368,19 @@ async def test_hung_capture_thread_is_restarted_by_the_watchdog(machine: Machine
         await asyncio.wait_for(ws.recv(), scaled(10))
         capture = threads(machine, pid) - idle
         assert len(capture) == 1, f"expected one new (capture) thread, got {capture}"
-        before = machine.unit("NRestarts")["NRestarts"]
+        restarts = int(machine.unit("NRestarts")["NRestarts"])
         since = time.time()
         freezer = machine.run(
             f"python3 /root/freeze-thread.py {capture.pop()} 120 >/dev/null 2>&1 & echo $!"
         ).stdout.strip()
-
-        def restarted() -> bool:
-            now = machine.unit("MainPID", "ActiveState")
-            return now["ActiveState"] == "active" and now["MainPID"] not in ("0", str(pid))
-
-        # The daemon stops petting 10 s after the thread's last turn; systemd waits 10 s more.
-        machine.wait_for("a watchdog restart", restarted, 45)
-    machine.run(f"kill {freezer}; rm /root/freeze-thread.py", check=False)
-    assert int(machine.unit("NRestarts")["NRestarts"]) == int(before) + 1
+        try:
+            wait_for_watchdog_restart(machine, pid, restarts, since)
+        finally:
+            machine.run(f"kill {freezer}; rm /root/freeze-thread.py", check=False)
     lines = daemon_lines(machine, since)
     stalls = [(p, t) for p, t in lines if "not petting the watchdog" in t]
     print(stalls)
     assert stalls and stalls[0][0] <= 3 and "capture thread stalled" in stalls[0][1], lines
-    journal = machine.run(f"journalctl --no-pager -u pyimagestream --since=@{since:.3f}").stdout
-    assert "Watchdog timeout" in journal, journal
-    machine.wait_for("the port to answer", serving, 30)
 
 
 def test_bad_config_at_start_fails_once_without_restart_loop(machine: Machine) -> None:
