@@ -1,7 +1,8 @@
 """The installed package under a real systemd: one story, step by step, in file order.
 
 Each test is a step that starts from where the previous one left the container: install,
-serve, reload, refuse a bad reload, watchdog, bad config at start, stop, upgrade, purge.
+serve, status, reload, refuse a bad reload, watchdog (frozen daemon, hung capture thread),
+bad config at start, stop, upgrade, purge.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ ODD_NAME = "küche"
 ODD_DEVICE = "/dev/v4l/by-id/usb-Kamera_Küche-video-index0"
 
 
-def test_config(fps: int) -> str:
+def config_text(fps: int) -> str:
     return f"""\
 # Written by tests/system: a small test pattern, and a camera that is not there.
 server:
@@ -51,9 +52,6 @@ cameras:
     width: 320
     height: 240
 """
-
-
-test_config.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
 
 
 @dataclass
@@ -210,7 +208,7 @@ def test_root_page_answers_from_the_host() -> None:
 
 async def test_websocket_client_pulls_frames_from_the_test_pattern(machine: Machine) -> None:
     """A websockets client pulls JPEG frames, newer each time, over both protocols."""
-    restart_with(machine, test_config(fps=15))
+    restart_with(machine, config_text(fps=15))
     async with connect(f"{WS}/websocket/pattern", compression=None) as ws:
         seen = []
         for _ in range(5):
@@ -261,12 +259,12 @@ def test_journal_lines_have_priorities_and_no_timestamps(machine: Machine) -> No
 
 async def test_reload_changes_fps_and_keeps_the_client_connected(machine: Machine) -> None:
     """`systemctl reload` applies a new fps to a connected client, which stays connected."""
-    restart_with(machine, test_config(fps=15))
+    restart_with(machine, config_text(fps=15))
     pid = main_pid(machine)
     async with connect(f"{WS}/websocket/pattern", subprotocols=V2, compression=None) as ws:
         before = frame_interval(await pull(ws, duration=scaled(2.5)))
         since = time.time()
-        write_config(machine, test_config(fps=4))
+        write_config(machine, config_text(fps=4))
         machine.run("systemctl reload pyimagestream")
         machine.wait_for(
             "the reload to be logged",
@@ -286,7 +284,7 @@ async def test_bad_reload_is_refused_and_service_keeps_serving(machine: Machine)
     """An invalid edit + reload is refused with a clear line; the old config keeps serving."""
     pid = main_pid(machine)
     since = time.time()
-    write_config(machine, test_config(fps=4).replace("fps: 4", "fps: lots"))
+    write_config(machine, config_text(fps=4).replace("fps: 4", "fps: lots"))
     try:
         machine.run("systemctl reload pyimagestream")
         machine.wait_for(
@@ -304,7 +302,7 @@ async def test_bad_reload_is_refused_and_service_keeps_serving(machine: Machine)
             frames = await pull(ws, count=6)
         assert 1 / 5.5 < frame_interval(frames) < 1 / 2.5  # still the last good config (4 fps)
     finally:
-        write_config(machine, test_config(fps=15))
+        write_config(machine, config_text(fps=15))
 
 
 # -- failures --------------------------------------------------------------------------------
