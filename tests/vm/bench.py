@@ -120,7 +120,9 @@ def start_ustreamer(device: str) -> subprocess.Popen[bytes]:
     log = open("/tmp/ustreamer.log", "wb")  # noqa: SIM115 - lives as long as the process
     proc = subprocess.Popen(
         ["ustreamer", f"--device={device}", "--format=MJPEG", "--encoder=HW",
-         "--resolution=1920x1080", "--desired-fps=30", "--host=127.0.0.1",
+         # --desired-fps left at its default (0: as fast as the source): with 30 it paces
+         # its grabs and captured only 16-19 fps from v4l2loopback here.
+         "--resolution=1920x1080", "--host=127.0.0.1",
          f"--port={USTREAMER_PORT}", f"--buffers={BUFFER_COUNT}"],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
