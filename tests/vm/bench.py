@@ -25,7 +25,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "guest"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -49,20 +52,45 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime, all threads
 
 
-async def ws_clients(url: str, count: int) -> tuple[int, float]:
-    """Run `count` protocol-2 clients; return frames received in the window and its length."""
+@dataclass
+class Window:
+    """What happened in one measuring window (the warm-up before it is not counted)."""
+
+    frames: int = 0  # received by all clients together
+    seconds: float = 0.0
+    cpu: float = 0.0  # the streamer's CPU seconds
+    captured: int = 0  # frames the streamer captured, when it says (pyimagestreamd)
+
+
+class Probe:
+    """Samples the streamer's CPU time (and capture count) at the window's edges."""
+
+    def __init__(self, pid: int, captured: Callable[[], int] = lambda: 0) -> None:
+        self.pid, self.captured = pid, captured
+
+    def start(self) -> tuple[float, float, int]:
+        return time.monotonic(), cpu_seconds(self.pid), self.captured()
+
+    def stop(self, start: tuple[float, float, int], frames: int) -> Window:
+        t0, cpu0, captured0 = start
+        return Window(
+            frames, time.monotonic() - t0, cpu_seconds(self.pid) - cpu0, self.captured() - captured0
+        )
+
+
+async def ws_clients(url: str, count: int, probe: Probe) -> Window:
+    """Run `count` protocol-2 clients: warm up, then measure one window."""
     clients = [vmlib.V2Client(url, keep_jpeg=False) for _ in range(count)]
     for c in clients:
         await c.__aenter__()
     await asyncio.gather(*(c.pump(WARMUP) for c in clients))
     before = sum(len(c.frames) for c in clients)
-    started = time.monotonic()
+    start = probe.start()
     await asyncio.gather(*(c.pump(WINDOW) for c in clients))
-    elapsed = time.monotonic() - started
-    frames = sum(len(c.frames) for c in clients) - before
+    window = probe.stop(start, sum(len(c.frames) for c in clients) - before)
     for c in clients:
         await c.__aexit__()
-    return frames, elapsed
+    return window
 
 
 class MultipartCounter:
@@ -92,28 +120,24 @@ class MultipartCounter:
         writer.close()
 
 
-async def http_clients(port: int, count: int) -> tuple[int, float]:
+async def http_clients(port: int, count: int, probe: Probe) -> Window:
     stop = asyncio.Event()
     counters = [MultipartCounter() for _ in range(count)]
     tasks = [asyncio.create_task(c.run(port, stop)) for c in counters]
     await asyncio.sleep(WARMUP)
     before = sum(c.parts for c in counters)
-    started = time.monotonic()
+    start = probe.start()
     await asyncio.sleep(WINDOW)
-    elapsed = time.monotonic() - started
-    frames = sum(c.parts for c in counters) - before
+    window = probe.stop(start, sum(c.parts for c in counters) - before)
     stop.set()
     await asyncio.gather(*tasks)
-    return frames, elapsed
+    return window
 
 
-def measure(pid: int, clients: object, count: int) -> tuple[float, float]:
+def measure(clients: Coroutine[Any, Any, Window], count: int) -> tuple[float, float]:
     """CPU ms per delivered frame and delivered fps per client, for one client run."""
-    cpu0 = cpu_seconds(pid)
-    frames, elapsed = asyncio.run(clients)  # type: ignore[arg-type]
-    # The warm-up is inside the run: scale CPU to the window by wall time.
-    cpu = (cpu_seconds(pid) - cpu0) * elapsed / (elapsed + WARMUP)
-    return (1000 * cpu / frames if frames else float("inf")), frames / elapsed / count
+    w = asyncio.run(clients)
+    return (1000 * w.cpu / w.frames if w.frames else float("inf")), w.frames / w.seconds / count
 
 
 def start_ustreamer(device: str) -> subprocess.Popen[bytes]:
@@ -166,7 +190,7 @@ def main() -> None:
             )
             try:
                 for n in CLIENT_COUNTS:
-                    got = measure(daemon.proc.pid, ws_clients(daemon.url("cam"), n), n)
+                    got = measure(ws_clients(daemon.url("cam"), n, Probe(daemon.proc.pid)), n)
                     passthrough.setdefault(("pyimagestreamd", n), []).append(got)
                     report(r, "pyimagestreamd", n, got)
             finally:
@@ -174,7 +198,7 @@ def main() -> None:
             ustreamer = start_ustreamer(vmlib.LOOP_MJPEG)
             try:
                 for n in CLIENT_COUNTS:
-                    got = measure(ustreamer.pid, http_clients(USTREAMER_PORT, n), n)
+                    got = measure(http_clients(USTREAMER_PORT, n, Probe(ustreamer.pid)), n)
                     passthrough.setdefault(("ustreamer", n), []).append(got)
                     report(r, "ustreamer", n, got)
             finally:
@@ -195,13 +219,9 @@ def main() -> None:
                 tmp / f"yuyv{r}",
             )
             try:
-                cpu0 = cpu_seconds(daemon.proc.pid)
-                captured0 = daemon.camera("cam")["frames_captured"]
-                frames, elapsed = asyncio.run(ws_clients(daemon.url("cam"), 1))
-                captured = daemon.camera("cam")["frames_captured"] - captured0
-                ours_yuyv.append(
-                    (captured / (cpu_seconds(daemon.proc.pid) - cpu0), frames / elapsed)
-                )
+                probe = Probe(daemon.proc.pid, lambda d=daemon: d.camera("cam")["frames_captured"])
+                w = asyncio.run(ws_clients(daemon.url("cam"), 1, probe))
+                ours_yuyv.append((w.captured / w.cpu, w.frames / w.seconds))
             finally:
                 daemon.stop()
             # With the feeder still writing: the same load as the daemon had.
