@@ -30,7 +30,7 @@ import logging
 import mimetypes
 import struct
 import time
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from pyimagestreamd import __version__
 from pyimagestreamd.camera import CameraState
 from pyimagestreamd.config import Config
 from pyimagestreamd.frame import Frame
+from pyimagestreamd.hub import Hub
 from pyimagestreamd.runner import CameraRunner
 
 log = logging.getLogger(__name__)
@@ -377,9 +378,7 @@ class StreamServer:
                 if not isinstance(message, str):
                     await ws.close(CLOSE_UNSUPPORTED, "send text messages to request frames")
                     return
-                frame = hub.latest
-                if frame is None or frame.seq <= last:  # fast path: a new frame is there
-                    frame = await _frame_or_close(hub.next_after(last), closed)
+                frame = await _frame_after(hub, last, closed)
                 await ws.send(frame.jpeg)
                 last = frame.seq
                 hub.frames_sent += 1
@@ -388,17 +387,18 @@ class StreamServer:
             hub.remove_viewer()
 
 
-async def _frame_or_close(
-    waiting: Coroutine[Any, Any, Frame], closed: asyncio.Future[None]
-) -> Frame:
-    """Await `waiting`; raise _ClientGoneError if the connection closes first."""
-    task = asyncio.ensure_future(waiting)
-    pending: set[asyncio.Future[Any]] = {task, closed}
-    await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-    if not task.done():
-        task.cancel()
-        raise _ClientGoneError
-    return task.result()
+async def _frame_after(hub: Hub, seq: int, closed: asyncio.Future[None]) -> Frame:
+    """The newest frame above `seq`; raise _ClientGoneError if `closed` completes first."""
+    while True:
+        frame = hub.latest
+        if frame is not None and frame.seq > seq:
+            return frame
+        # asyncio.wait on plain futures creates no task and cancels nothing: cheap enough
+        # for every frame, and the shared change future stays untouched.
+        pending: set[asyncio.Future[None]] = {hub.change_future(), closed}
+        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        if closed.done():
+            raise _ClientGoneError
 
 
 class _ClientGoneError(Exception):
