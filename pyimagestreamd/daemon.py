@@ -3,8 +3,13 @@
 start: one runner (capture thread + hub) per configured camera, then the server; READY=1
 only once the listening socket is bound. run: until SIGTERM/SIGINT, keeping STATUS= current
 and petting the watchdog only while the process is healthy; SIGHUP reloads the YAML.
-stop: in order, see `_shutdown`. A core task that dies takes the process down (exit 1),
-so systemd restarts it rather than leaving a half-working daemon.
+stop: in order, see `_shutdown`.
+
+Every task the daemon depends on (the camera runners, STATUS, the watchdog, the reload
+worker) is started here with `_spawn` and cancelled here: one that ends while the daemon is
+not shutting down is logged with its traceback and takes the process down (exit 1), so
+systemd restarts it rather than leaving a half-working daemon. Reloads run one at a time
+in the reload worker: a burst of SIGHUPs while one runs is coalesced into one more.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from pyimagestreamd.camera import CameraState, create_source
 from pyimagestreamd.config import Config, ConfigError, default_web_root, load_config
@@ -50,8 +56,18 @@ class Daemon:
         self.runners: dict[str, CameraRunner] = {}
         self.server: StreamServer | None = None
         self._stop = asyncio.Event()
+        # Name of the core task whose end brought the daemon down ("" while healthy).
         self._failure = ""
         self._ready = asyncio.Event()
+        # Core tasks by name; those being cancelled by the daemon itself are expected to end.
+        self._tasks: dict[asyncio.Task[None], str] = {}
+        self._cancelling: set[asyncio.Task[None]] = set()
+        self._runner_tasks: dict[str, asyncio.Task[None]] = {}
+        # Set by SIGHUP; the reload worker clears it just before it reads the file, so a
+        # signal that arrives during a reload causes exactly one more.
+        self._reload_wanted = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self.reloads_done = 0
 
     @property
     def port(self) -> int:
@@ -64,12 +80,54 @@ class Daemon:
     def request_stop(self) -> None:
         self._stop.set()
 
+    def request_reload(self) -> None:
+        """Ask for a reload (the SIGHUP handler); a burst of requests is coalesced."""
+        self._reload_wanted.set()
+
+    # -- core tasks ------------------------------------------------------------------------
+
+    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Start a core task: the daemon cannot work without it, so its end is fatal."""
+        task = asyncio.ensure_future(coro)
+        self._tasks[task] = name
+        task.add_done_callback(self._task_ended)
+        return task
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        name = self._tasks.pop(task, "?")
+        if task in self._cancelling:
+            self._cancelling.discard(task)
+            if task.cancelled() or task.exception() is None:
+                return
+        if task.cancelled():
+            exc: BaseException | None = None
+            how = "was cancelled"
+        else:
+            exc = task.exception()
+            how = "failed" if exc is not None else "ended"
+        # Never expected: without this task the daemon would stay half-working (a camera on
+        # or off forever, no watchdog pets, no reloads), so exit and let systemd restart it.
+        log.error("core task %s %s unexpectedly: exiting", name, how, exc_info=exc)
+        self._failure = self._failure or name
+        self._stop.set()
+
+    async def _cancel(self, tasks: list[asyncio.Task[None]]) -> None:
+        """Cancel core tasks on purpose and wait until they have ended."""
+        for task in tasks:
+            if not task.done():
+                self._cancelling.add(task)
+                task.cancel()
+        if tasks:
+            # wait() rather than gather(): an error while cancelling is reported by
+            # _task_ended, not raised into the caller (a reload or the shutdown).
+            await asyncio.wait(tasks)
+
     async def run(self) -> int:
         """Run until a stop signal; return the process exit status."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         try:
             for cam in self.config.cameras:
                 self._add_runner(cam.name)
@@ -85,17 +143,10 @@ class Daemon:
                 return 1
             self.notifier.ready(self.status_text())
             self._ready.set()
-            tasks = [
-                asyncio.ensure_future(self._update_status()),
-                asyncio.ensure_future(self._pet_watchdog()),
-                asyncio.ensure_future(self._stop.wait()),
-            ]
-            try:
-                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+            self._spawn("status", self._update_status())
+            self._spawn("watchdog", self._pet_watchdog())
+            self._spawn("reload", self._reload_worker())
+            await self._stop.wait()
             return 1 if self._failure else 0
         finally:
             await self._shutdown()
@@ -105,7 +156,10 @@ class Daemon:
     async def _shutdown(self) -> None:
         # 1. Tell systemd we are on our way out, so it doesn't read the pause as a hang.
         self.notifier.stopping()
-        # 2. Stop accepting, close every WebSocket with 1001 and wait for the handlers.
+        # 2. No more STATUS, pets or reloads: a reload cut short does not matter any more.
+        runner_tasks = set(self._runner_tasks.values())
+        await self._cancel([t for t in self._tasks if t not in runner_tasks])
+        # 3. Stop accepting, close every WebSocket with 1001 and wait for the handlers.
         if self.server is not None:
             try:
                 await asyncio.wait_for(self.server.close(), 3.0)
@@ -116,7 +170,10 @@ class Daemon:
                 log.warning("%d clients did not close within 3 s: dropping them", len(stuck))
                 for ws in stuck:
                     ws.transport.abort()
-        # 3. Stop the capture threads (each returns within its bounded read wait).
+        # 4. Stop the runners, then the capture threads (each returns within its bounded
+        # read wait).
+        await self._cancel(list(self._runner_tasks.values()))
+        self._runner_tasks.clear()
         await asyncio.gather(*(r.close() for r in self.runners.values()))
         self.notifier.close()
         log.info("stopped")
@@ -125,16 +182,19 @@ class Daemon:
         cam = self.config.camera(name)
         assert cam is not None
         runner = CameraRunner(create_source(cam), asyncio.get_running_loop())
-        runner.start()
         self.runners[name] = runner
+        self._runner_tasks[name] = self._spawn(f"camera {name} runner", runner.run())
+
+    async def _remove_runner(self, name: str) -> None:
+        runner = self.runners.pop(name)
+        await self._cancel([self._runner_tasks.pop(name)])
+        await runner.close()
 
     # -- health ----------------------------------------------------------------------------
 
     def health_problem(self) -> str:
         """Empty if healthy, else why the watchdog must not be petted."""
         for runner in self.runners.values():
-            if runner.failed:
-                return f"camera {runner.name}: runner failed"
             if not runner.source.is_healthy(self.capture_stall_timeout):
                 stalled = time.monotonic() - runner.source.progress_at
                 return f"camera {runner.name}: capture thread stalled for {stalled:.0f} s"
@@ -178,14 +238,32 @@ class Daemon:
 
     # -- reload ----------------------------------------------------------------------------
 
+    async def _reload_worker(self) -> None:
+        while True:
+            await self._reload_wanted.wait()
+            self._reload_wanted.clear()
+            await self.reload()
+
     async def reload(self) -> bool:
-        """Re-read the config file and apply it without dropping viewers; False if refused."""
+        """Re-read the config file and apply it without dropping viewers; False if refused.
+
+        One reload at a time: two overlapping ones could both replace the same camera's
+        source and leave a capture thread nobody stops.
+        """
+        async with self._reload_lock:
+            result = await self._reload()
+            self.reloads_done += 1
+            return result
+
+    async def _reload(self) -> bool:
         if self.config_path is None:
             log.warning("reload requested, but there is no config file to re-read")
             return False
         self.notifier.reloading()
         try:
-            new = load_config(self.config_path)
+            # Off the event loop: parsing is bounded (config.py), but even a bounded
+            # document must not stall streaming while it is read and validated.
+            new = await asyncio.to_thread(load_config, self.config_path)
         except ConfigError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
             self.notifier.reloaded(self.status_text())
@@ -198,10 +276,9 @@ class Daemon:
             self.on_log_level(new.log_level)
         self.config = new
         for name in [n for n in self.runners if new.camera(n) is None]:
-            runner = self.runners.pop(name)
             if self.server is not None:
                 self.server.disconnect_camera(name)
-            await runner.close()
+            await self._remove_runner(name)
             log.info("camera %s removed", name)
         for cam in new.cameras:
             existing = self.runners.get(cam.name)

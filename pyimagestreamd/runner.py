@@ -4,7 +4,8 @@ The capture thread (camera.py) calls the runner's sink from its own thread; the 
 forwards each frame and state change with `loop.call_soon_threadsafe` — the only way a
 capture thread touches asyncio. In the other direction, the hub says when the camera is
 wanted (first viewer, stop delay expired) and the runner starts or stops the thread,
-one change at a time, blocking calls off the event loop.
+one change at a time, blocking calls off the event loop. `run()` is a core task of the
+daemon (daemon.py starts, watches and cancels it).
 """
 
 from __future__ import annotations
@@ -49,35 +50,17 @@ class CameraRunner:
         cfg = source.config
         self.hub = Hub(cfg.name, cfg.stop_delay, on_demand=self._on_demand)
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         # Every capture run gets a new generation; output of an older run that is still
         # queued on the loop when the camera was stopped or replaced is dropped.
         self._generation = 0
+        # Held while the source is started, stopped or swapped: a reload that replaces the
+        # source while a start or stop is under way would otherwise leave a capture thread
+        # of the old source running with nobody to stop it.
+        self._changing = asyncio.Lock()
 
     @property
     def name(self) -> str:
         return self.source.config.name
-
-    def start(self) -> None:
-        """Start reconciling (call once, on the loop)."""
-        self._task = asyncio.ensure_future(self._reconcile())
-        self._task.add_done_callback(self._reconcile_ended)
-
-    def _reconcile_ended(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            # Never expected: without the runner a camera would stay on or off forever, so
-            # make it loud; the daemon watches for this and exits for systemd to restart it.
-            log.error("camera %s: runner failed", self.name, exc_info=task.exception())
-
-    @property
-    def failed(self) -> bool:
-        task = self._task
-        return (
-            task is not None
-            and task.done()
-            and not task.cancelled()
-            and task.exception() is not None
-        )
 
     def _on_demand(self, wanted: bool) -> None:
         self._wake.set()
@@ -90,18 +73,23 @@ class CameraRunner:
         if generation == self._generation:
             self.hub.set_state(state, reason)
 
-    async def _reconcile(self) -> None:
+    async def run(self) -> None:
+        """Keep capture running exactly while the hub wants it (until cancelled)."""
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if self.hub.wants_capture and not self.source.is_running:
-                self._generation += 1
-                self.hub.set_state(CameraState.STARTING, "")
-                log.info("camera %s starting (%d viewers)", self.name, self.hub.viewers)
-                self.source.ensure_started(_Sink(self, self._generation))
-            elif not self.hub.wants_capture and self.source.is_running:
-                await self._stop_source()
-                log.info("camera %s sleeping: no viewers for %g s", self.name, self.hub.stop_delay)
+            async with self._changing:
+                await self._reconcile()
+
+    async def _reconcile(self) -> None:
+        if self.hub.wants_capture and not self.source.is_running:
+            self._generation += 1
+            self.hub.set_state(CameraState.STARTING, "")
+            log.info("camera %s starting (%d viewers)", self.name, self.hub.viewers)
+            self.source.ensure_started(_Sink(self, self._generation))
+        elif not self.hub.wants_capture and self.source.is_running:
+            await self._stop_source()
+            log.info("camera %s sleeping: no viewers for %g s", self.name, self.hub.stop_delay)
 
     async def _stop_source(self) -> None:
         await asyncio.to_thread(self.source.ensure_stopped)
@@ -110,6 +98,10 @@ class CameraRunner:
 
     async def replace_source(self, source: CaptureSource) -> None:
         """Swap in a source built from a new configuration (reload); viewers stay."""
+        async with self._changing:
+            await self._replace_source(source)
+
+    async def _replace_source(self, source: CaptureSource) -> None:
         was_running = self.source.is_running
         if was_running:
             await asyncio.to_thread(self.source.ensure_stopped)
@@ -121,12 +113,9 @@ class CameraRunner:
             self._wake.set()
 
     async def close(self) -> None:
-        """Stop reconciling and stop capture (daemon shutdown)."""
+        """Stop capture (daemon shutdown, camera removed); `run()` is cancelled first."""
         self.hub.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self.source.is_running:
-            await asyncio.to_thread(self.source.ensure_stopped)
-        self._generation += 1
+        async with self._changing:
+            if self.source.is_running:
+                await asyncio.to_thread(self.source.ensure_stopped)
+            self._generation += 1
