@@ -79,6 +79,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--list-cameras", action="store_true", help="list V4L2 capture devices and exit"
     )
     parser.add_argument("--version", action="version", version=f"pyimagestreamd {__version__}")
+    from pyimagestreamd.admincli import add_parsers  # noqa: PLC0415
+
+    add_parsers(parser.add_subparsers(dest="command", metavar="COMMAND"))
     return parser.parse_args(argv)
 
 
@@ -94,6 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pyimagestreamd: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if args.command is not None:
+        from pyimagestreamd import admincli  # noqa: PLC0415
+
+        return (
+            admincli.run_user(args, config)
+            if args.command == "user"
+            else admincli.run_share(args, config)
+        )
     if args.check_config:
         print(f"{args.config}: configuration OK ({len(config.cameras)} cameras)")
         return 0

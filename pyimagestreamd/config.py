@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -62,8 +63,31 @@ class CameraConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthConfig:
+    users_file: Path = Path("/etc/pyimagestream/users")
+    # Sessions and share links; None: $STATE_DIRECTORY (systemd) or /var/lib/pyimagestream.
+    state_directory: Path | None = None
+    session_lifetime: float = 30 * 86400.0
+    # Share links printed by `pyimagestreamd share`, e.g. "https://cam.example.org".
+    base_url: str | None = None
+    # Failed logins from one address before it is locked, and for how long.
+    lock_after: int = 10
+    lock_duration: float = 900.0
+
+    def state_path(self, name: str) -> Path:
+        return (self.state_directory or default_state_directory()) / name
+
+
+def default_state_directory() -> Path:
+    # systemd's StateDirectory= sets STATE_DIRECTORY (colon-separated if several).
+    env = os.environ.get("STATE_DIRECTORY")
+    return Path(env.split(":")[0]) if env else Path("/var/lib/pyimagestream")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     log_level: str = "info"
     cameras: tuple[CameraConfig, ...] = (CameraConfig(),)
 
@@ -81,7 +105,17 @@ class Config:
             del entry["name"]
             entry["controls"] = dict(cam.controls)
             cameras[cam.name] = entry
-        return {"server": server, "log_level": self.log_level, "cameras": cameras}
+        auth = dataclasses.asdict(self.auth)
+        auth["users_file"] = str(self.auth.users_file)
+        auth["state_directory"] = (
+            str(self.auth.state_directory) if self.auth.state_directory else None
+        )
+        return {
+            "server": server,
+            "auth": auth,
+            "log_level": self.log_level,
+            "cameras": cameras,
+        }
 
 
 class _Checker:
@@ -181,7 +215,7 @@ def parse_config(text: str, base_dir: Path | None = None) -> Config:
             f"invalid top level {_show(data)}: expected a mapping with 'server', 'cameras', ..."
         )
     check = _Checker(_key_lines(node))
-    top = check.mapping((), data, ("server", "log_level", "cameras"))
+    top = check.mapping((), data, ("server", "auth", "log_level", "cameras"))
 
     defaults = ServerConfig()
     srv = check.mapping(
@@ -233,7 +267,50 @@ def parse_config(text: str, base_dir: Path | None = None) -> Config:
     cameras = tuple(
         _parse_camera(check, name, settings) for name, settings in cameras_value.items()
     )
-    return Config(server=server, log_level=log_level, cameras=cameras)
+    auth = _parse_auth(check, top.get("auth"), base_dir)
+    return Config(server=server, auth=auth, log_level=log_level, cameras=cameras)
+
+
+def _parse_auth(check: _Checker, value: object, base_dir: Path | None) -> AuthConfig:
+    d = AuthConfig()
+    auth = check.mapping(("auth",), value, tuple(f.name for f in dataclasses.fields(AuthConfig)))
+
+    def path(key: str, default: Path | None) -> Path | None:
+        raw = auth.get(key, default)
+        if raw is None or isinstance(raw, Path):
+            return raw
+        check.string(("auth", key), raw, "a file path", lambda s: bool(s) and "\0" not in s)
+        result = Path(raw)
+        return base_dir / result if not result.is_absolute() and base_dir else result
+
+    base_url = auth.get("base_url", d.base_url)
+    if base_url is not None:
+        check.string(
+            ("auth", "base_url"),
+            base_url,
+            "a URL like 'https://cam.example.org' (scheme://host[:port][/path])",
+            lambda s: re.fullmatch(r"https?://[^/\s]+(/\S*)?", s) is not None,
+        )
+        base_url = base_url.rstrip("/")
+    users_file = path("users_file", d.users_file)
+    assert users_file is not None
+    return AuthConfig(
+        users_file=users_file,
+        state_directory=path("state_directory", d.state_directory),
+        session_lifetime=check.number(
+            ("auth", "session_lifetime"),
+            auth.get("session_lifetime", d.session_lifetime),
+            60,
+            366 * 86400,
+        ),
+        base_url=base_url,
+        lock_after=check.integer(
+            ("auth", "lock_after"), auth.get("lock_after", d.lock_after), 1, 1000
+        ),
+        lock_duration=check.number(
+            ("auth", "lock_duration"), auth.get("lock_duration", d.lock_duration), 0.1, 86400
+        ),
+    )
 
 
 def _parse_camera(check: _Checker, name: object, value: object) -> CameraConfig:
