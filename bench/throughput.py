@@ -82,7 +82,7 @@ async def serve_daemon(folder: Path) -> None:
 
     import pyimagestreamd.daemon
     from pyimagestreamd.camera import CaptureSource
-    from pyimagestreamd.config import CameraConfig, parse_config
+    from pyimagestreamd.config import parse_config
     from pyimagestreamd.frame import Frame
 
     frames = load_frames(folder)
@@ -101,16 +101,12 @@ async def serve_daemon(folder: Path) -> None:
         def close(self) -> None:
             pass
 
-    def create(cfg: CameraConfig) -> CaptureSource:
-        return ReplaySource(cfg)
-
-    pyimagestreamd.daemon.create_source = create  # type: ignore[assignment]
     logging.basicConfig(level=logging.WARNING)
     config = parse_config(
         "server: {listen: 127.0.0.1, port: 0, max_clients: 200}\n"
         "cameras:\n  bench: {width: 1920, height: 1080, fps: 240, stop_delay: 60}\n"
     )
-    daemon = pyimagestreamd.daemon.Daemon(config)
+    daemon = pyimagestreamd.daemon.Daemon(config, source_factory=ReplaySource)
     task = asyncio.ensure_future(daemon.run())
     await daemon.wait_ready()
     print(daemon.port, flush=True)

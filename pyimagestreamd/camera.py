@@ -2,7 +2,8 @@
 
 `CaptureSource` owns the thread, its stop flag, the retry back-off and the health heartbeat;
 a concrete source (the V4L2 camera in v4l2.py, the test pattern in testpattern.py) only says
-how to open, read one frame and close. The thread hands every frame and state change to a
+how to open, read one frame and close; sources.py is the registry that builds them, this
+base module imports none of them. The thread hands every frame and state change to a
 `FrameSink` — in the daemon, the runner (runner.py) that forwards them to the event loop
 with `call_soon_threadsafe`. This module knows nothing of asyncio.
 
@@ -20,10 +21,12 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pyimagestreamd.config import CameraConfig
 from pyimagestreamd.frame import Frame
+
+if TYPE_CHECKING:
+    from pyimagestreamd.config import CameraConfig
 
 log = logging.getLogger(__name__)
 
@@ -229,14 +232,3 @@ class CaptureSource(ABC):
         """One line on what was negotiated, for the log."""
         width, height = self.last_size
         return f"{width}x{height}"
-
-
-def create_source(config: CameraConfig) -> CaptureSource:
-    """The capture source for a camera's configured `source`."""
-    if config.is_testpattern:
-        from pyimagestreamd.testpattern import TestPatternSource  # noqa: PLC0415
-
-        return TestPatternSource(config)
-    from pyimagestreamd.v4l2 import V4L2Source  # noqa: PLC0415 - optional until first use
-
-    return V4L2Source(config)

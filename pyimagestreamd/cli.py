@@ -88,7 +88,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.list_cameras:
-        from pyimagestreamd.v4l2 import format_camera_list, list_cameras  # noqa: PLC0415
+        from pyimagestreamd.cameralist import format_camera_list, list_cameras  # noqa: PLC0415
 
         sys.stdout.write(format_camera_list(list_cameras()))
         return 0

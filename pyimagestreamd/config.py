@@ -9,27 +9,26 @@ it is editing that file. This module does no I/O beyond reading the one file.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from pyimagestreamd import sources
+from pyimagestreamd.schema import Checker, ConfigError, SourceOptions, show
+
+__all__ = ["CameraConfig", "Config", "ConfigError", "ServerConfig", "load_config", "parse_config"]
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
-FORMATS = ("auto", "mjpeg", "yuyv", "nv12", "yu12")
-YUV_RANGES = ("limited", "full")
-TESTPATTERN = "testpattern"
+TESTPATTERN = sources.TESTPATTERN
+# The keys every camera has, whatever its source; the rest belong to the source's type.
+COMMON_KEYS = ("source", "width", "height", "fps", "quality", "stop_delay")
 # Names appear in URL paths and in the client's #camera= fragment: letters (any script, so
 # "küche" works), digits, "-" and "_" need no quoting trouble anywhere.
 CAMERA_NAME = re.compile(r"[\w-]{1,64}")
-
-
-class ConfigError(Exception):
-    """The configuration is unusable; the message is one line meant for the user."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,15 +50,19 @@ class CameraConfig:
     fps: int = 15
     quality: int = 80
     stop_delay: float = 10.0
-    format: str = "auto"
-    yuv_range: str = "limited"
-    input: int | None = None
-    # (name, value) pairs in file order: a tuple keeps the dataclass hashable and frozen.
-    controls: tuple[tuple[str, int], ...] = ()
+    # The keys of the source's own type (V4L2Options, PipelineOptions, ...), validated by
+    # that type's schema; a source built without them uses its type's defaults.
+    options: SourceOptions = field(default_factory=SourceOptions)
 
     @property
     def is_testpattern(self) -> bool:
         return self.source == TESTPATTERN
+
+    @property
+    def kind(self) -> str:
+        """The source type: "testpattern", "v4l2", "exec" or "http" (see sources.py)."""
+        found = sources.source_type(self.source)
+        return found.kind if found is not None else "unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +104,8 @@ class Config:
         server["allowed_origins"] = list(self.server.allowed_origins)
         cameras = {}
         for cam in self.cameras:
-            entry = dataclasses.asdict(cam)
-            del entry["name"]
-            entry["controls"] = dict(cam.controls)
+            entry: dict[str, Any] = {key: getattr(cam, key) for key in COMMON_KEYS}
+            entry.update(cam.options.to_dict())
             cameras[cam.name] = entry
         auth = dataclasses.asdict(self.auth)
         auth["users_file"] = str(self.auth.users_file)
@@ -116,65 +118,6 @@ class Config:
             "log_level": self.log_level,
             "cameras": cameras,
         }
-
-
-class _Checker:
-    """Validates one parsed document; knows the line of every key for error messages."""
-
-    def __init__(self, lines: Mapping[tuple[str, ...], int]) -> None:
-        self.lines = lines
-
-    def fail(self, path: tuple[str, ...], value: object, expected: str) -> ConfigError:
-        line = self.lines.get(path)
-        where = f" (line {line})" if line else ""
-        shown = _show(value)
-        return ConfigError(f"{'.'.join(path)}: invalid value {shown}: expected {expected}{where}")
-
-    def mapping(
-        self, path: tuple[str, ...], value: object, allowed: tuple[str, ...]
-    ) -> dict[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise self.fail(path, value, "a mapping")
-        for key in value:
-            if not isinstance(key, str) or key not in allowed:
-                line = self.lines.get((*path, str(key)))
-                where = f" (line {line})" if line else ""
-                prefix = ".".join(path) + "." if path else ""
-                raise ConfigError(
-                    f"{prefix}{key}: unknown key: expected one of {', '.join(allowed)}{where}"
-                )
-        return value
-
-    def integer(self, path: tuple[str, ...], value: object, low: int, high: int) -> int:
-        # bool is an int subclass in Python, but `fps: yes` is a mistake, not 1.
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise self.fail(path, value, f"an integer {low}..{high}")
-        return value
-
-    def number(self, path: tuple[str, ...], value: object, low: float, high: float) -> float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if not ok or not math.isfinite(float(value)) or not low <= float(value) <= high:  # type: ignore[arg-type]
-            raise self.fail(path, value, f"a number of seconds {low:g}..{high:g}")
-        return float(value)  # type: ignore[arg-type]
-
-    def choice(self, path: tuple[str, ...], value: object, choices: tuple[str, ...]) -> str:
-        if not isinstance(value, str) or value not in choices:
-            raise self.fail(path, value, "one of " + ", ".join(choices))
-        return value
-
-    def string(
-        self, path: tuple[str, ...], value: object, what: str, ok: Callable[[str], bool]
-    ) -> str:
-        if not isinstance(value, str) or not ok(value):
-            raise self.fail(path, value, what)
-        return value
-
-
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _key_lines(node: yaml.Node | None) -> dict[tuple[str, ...], int]:
@@ -212,9 +155,9 @@ def parse_config(text: str, base_dir: Path | None = None) -> Config:
         raise ConfigError("the file is empty: expected a mapping with 'server', 'cameras', ...")
     if not isinstance(data, dict):
         raise ConfigError(
-            f"invalid top level {_show(data)}: expected a mapping with 'server', 'cameras', ..."
+            f"invalid top level {show(data)}: expected a mapping with 'server', 'cameras', ..."
         )
-    check = _Checker(_key_lines(node))
+    check = Checker(_key_lines(node))
     top = check.mapping((), data, ("server", "auth", "log_level", "cameras"))
 
     defaults = ServerConfig()
@@ -271,7 +214,7 @@ def parse_config(text: str, base_dir: Path | None = None) -> Config:
     return Config(server=server, auth=auth, log_level=log_level, cameras=cameras)
 
 
-def _parse_auth(check: _Checker, value: object, base_dir: Path | None) -> AuthConfig:
+def _parse_auth(check: Checker, value: object, base_dir: Path | None) -> AuthConfig:
     d = AuthConfig()
     auth = check.mapping(("auth",), value, tuple(f.name for f in dataclasses.fields(AuthConfig)))
 
@@ -313,19 +256,24 @@ def _parse_auth(check: _Checker, value: object, base_dir: Path | None) -> AuthCo
     )
 
 
-def _parse_camera(check: _Checker, name: object, value: object) -> CameraConfig:
+def _parse_camera(check: Checker, name: object, value: object) -> CameraConfig:
     path = ("cameras", str(name))
     if not isinstance(name, str) or not CAMERA_NAME.fullmatch(name):
         raise check.fail(path, name, "a camera name of letters, digits, '-' and '_' (at most 64)")
-    fields = tuple(f.name for f in dataclasses.fields(CameraConfig) if f.name != "name")
-    cam = check.mapping(path, value, fields)
+    if value is not None and not isinstance(value, dict):
+        raise check.fail(path, value, "a mapping")
+    cam: dict[str, Any] = value or {}
     d = CameraConfig()
-    source = check.string(
-        (*path, "source"),
-        cam.get("source", d.source),
-        f"'{TESTPATTERN}' or a V4L2 device path such as /dev/video0",
-        lambda s: s == TESTPATTERN or s.startswith("/dev/"),
-    )
+    source_value = cam.get("source", d.source)
+    kind = sources.source_type(source_value) if isinstance(source_value, str) else None
+    if kind is None:
+        raise check.fail((*path, "source"), source_value, sources.EXPECTED_SOURCE)
+    allowed = COMMON_KEYS + kind.keys
+    for key in cam:
+        if not isinstance(key, str) or key not in allowed:
+            owner = sources.key_owner(key)
+            note = f" for a {kind.label} source ({key} is a {owner.label} key)" if owner else ""
+            raise check.unknown_key(path, key, allowed, note)
     width = check.integer((*path, "width"), cam.get("width", d.width), 16, 7680)
     height = check.integer((*path, "height"), cam.get("height", d.height), 16, 4320)
     # JPEG 4:2:0 chroma planes are half size: odd sizes would need padding everywhere.
@@ -333,21 +281,7 @@ def _parse_camera(check: _Checker, name: object, value: object) -> CameraConfig:
         raise check.fail((*path, "width"), width, "an even number of pixels")
     if height % 2:
         raise check.fail((*path, "height"), height, "an even number of pixels")
-    input_value = cam.get("input", d.input)
-    controls_value = cam.get("controls", {}) or {}
-    if not isinstance(controls_value, dict):
-        raise check.fail(
-            (*path, "controls"), controls_value, "a mapping of control names to integers"
-        )
-    controls = []
-    for key, ctl in controls_value.items():
-        cpath = (*path, "controls", str(key))
-        check.string(
-            cpath, key, "a control name", lambda s: re.fullmatch(r"[a-z0-9_]+", s) is not None
-        )
-        # Boolean controls (e.g. white_balance_automatic: true) are 0/1 for V4L2.
-        number = int(ctl) if isinstance(ctl, bool) else ctl
-        controls.append((key, check.integer(cpath, number, -(2**31), 2**31 - 1)))
+    source, options = kind.parse(check, path, source_value, cam)
     return CameraConfig(
         name=name,
         source=source,
@@ -358,10 +292,7 @@ def _parse_camera(check: _Checker, name: object, value: object) -> CameraConfig:
         stop_delay=check.number(
             (*path, "stop_delay"), cam.get("stop_delay", d.stop_delay), 0, 3600
         ),
-        format=check.choice((*path, "format"), cam.get("format", d.format), FORMATS),
-        yuv_range=check.choice((*path, "yuv_range"), cam.get("yuv_range", d.yuv_range), YUV_RANGES),
-        input=None if input_value is None else check.integer((*path, "input"), input_value, 0, 255),
-        controls=tuple(controls),
+        options=options,
     )
 
 

@@ -23,10 +23,11 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from pyimagestreamd.camera import CameraState, create_source
+from pyimagestreamd.camera import CameraState
 from pyimagestreamd.config import Config, ConfigError, default_web_root, load_config
 from pyimagestreamd.runner import CameraRunner
 from pyimagestreamd.server import StreamServer
+from pyimagestreamd.sources import SourceFactory, create_source
 from pyimagestreamd.systemd import Notifier
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,12 @@ class Daemon:
         config_path: Path | None = None,
         on_log_level: Callable[[str], None] | None = None,
         capture_stall_timeout: float = CAPTURE_STALL_TIMEOUT,
+        source_factory: SourceFactory = create_source,
     ) -> None:
         self.config = config
+        # Builds each camera's capture source (sources.py's registry unless a test swaps in
+        # its own), at start and when a reload adds or changes a camera.
+        self.source_factory = source_factory
         self.capture_stall_timeout = capture_stall_timeout
         self.config_path = config_path
         self.on_log_level = on_log_level
@@ -181,7 +186,7 @@ class Daemon:
     def _add_runner(self, name: str) -> None:
         cam = self.config.camera(name)
         assert cam is not None
-        runner = CameraRunner(create_source(cam), asyncio.get_running_loop())
+        runner = CameraRunner(self.source_factory(cam), asyncio.get_running_loop())
         self.runners[name] = runner
         self._runner_tasks[name] = self._spawn(f"camera {name} runner", runner.run())
 
@@ -286,7 +291,7 @@ class Daemon:
                 self._add_runner(cam.name)
                 log.info("camera %s added", cam.name)
             elif existing.source.config != cam:
-                await existing.replace_source(create_source(cam))
+                await existing.replace_source(self.source_factory(cam))
                 log.info("camera %s reconfigured", cam.name)
         if self.server is not None:
             self.server.set_config(new)

@@ -1,6 +1,7 @@
 """Encoder: raw camera pixels -> JPEG with simplejpeg, straight from YUV planes.
 
-Used by capture threads only when a camera gives raw frames (YUYV, NV12, YU12) and by the
+Used by capture threads only when a camera gives raw frames (YUYV, NV12, YU12: any raw
+source unpacks them with `unpack_planes`, which knows about padded rows) and by the
 built-in pictures (test pattern, offline card); camera MJPEG never comes here (see mjpeg.py).
 Pure functions, no I/O, safe to call from any thread: each call works on its own arrays.
 Planes are 4:2:0 (chroma halved both ways): the smallest JPEGs for a slow link, and the
@@ -39,6 +40,57 @@ def expand_range(planes: Planes) -> Planes:
     """Map limited-range (16-235) YUV planes to full range (0-255)."""
     y, u, v = planes
     return LUMA_LUT[y], CHROMA_LUT[u], CHROMA_LUT[v]
+
+
+RAW_FORMATS = ("YUYV", "NV12", "YU12")
+
+
+def frame_size(fourcc: str, width: int, height: int, stride: int = 0) -> int:
+    """Bytes a raw frame needs with rows of `stride` bytes (0: unpadded)."""
+    if fourcc == "YUYV":
+        row = width * 2
+        stride = stride or row
+        return stride * (height - 1) + row
+    stride = stride or width
+    # Y rows, then the chroma rows (NV12: one interleaved plane of `stride`-byte rows;
+    # YU12: two planes of `stride / 2`-byte rows, as V4L2 defines single-plane YUV 4:2:0).
+    return stride * height + stride * (height // 2)
+
+
+def unpack_planes(
+    data: bytes | memoryview, fourcc: str, width: int, height: int, stride: int = 0
+) -> Planes | None:
+    """Split one raw frame (YUYV, NV12 or YU12) with rows of `stride` bytes into planes.
+
+    `stride` is the driver's bytes per line (0 or the row size: unpadded). Returns None for
+    a buffer too short for the frame (a truncated capture); the planes may point into
+    `data` (copy them before the buffer is reused).
+    """
+    if fourcc not in RAW_FORMATS:
+        raise ValueError(f"not a raw format: {fourcc}")
+    if len(data) < frame_size(fourcc, width, height, stride):
+        return None
+    if fourcc == "YUYV":
+        row = width * 2
+        if stride and stride != row:
+            rows = np.frombuffer(data, np.uint8, count=stride * (height - 1) + row)
+            padded = np.lib.stride_tricks.as_strided(rows, (height, row), (stride, 1))
+            data = np.ascontiguousarray(padded).data
+        return yuyv_to_planes(data, width, height)
+    if not stride or stride == width:
+        split = nv12_to_planes if fourcc == "NV12" else yu12_to_planes
+        return split(data, width, height)
+    buf = np.frombuffer(data, np.uint8, count=frame_size(fourcc, width, height, stride))
+    y = np.ascontiguousarray(buf[: stride * height].reshape(height, stride)[:, :width])
+    chroma = buf[stride * height :]
+    if fourcc == "NV12":
+        uv = chroma.reshape(height // 2, stride)[:, :width].reshape(height // 2, width // 2, 2)
+        return y, np.ascontiguousarray(uv[:, :, 0]), np.ascontiguousarray(uv[:, :, 1])
+    half = stride // 2
+    q = half * (height // 2)
+    u = chroma[:q].reshape(height // 2, half)[:, : width // 2]
+    v = chroma[q : 2 * q].reshape(height // 2, half)[:, : width // 2]
+    return y, np.ascontiguousarray(u), np.ascontiguousarray(v)
 
 
 def yuyv_to_planes(data: bytes | memoryview, width: int, height: int) -> Planes:

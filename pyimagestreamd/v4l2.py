@@ -11,24 +11,21 @@ Failures become `CameraError` with a one-line reason; camera.py logs it, shows t
 card and retries with back-off, so an unplugged or busy camera comes back by itself.
 
 Device access goes through v4l2py, which since 3.0 re-exports linuxpy.video (both pinned).
-`list_cameras()` / `format_camera_list()` serve `pyimagestreamd --list-cameras`.
+The keys of a V4L2 camera are validated in v4l2config.py; `--list-cameras` lives in
+cameralist.py; raw frames are unpacked (padded rows included) by encoder.py.
 """
 
 from __future__ import annotations
 
 import errno
-import glob
 import logging
 import os
 import re
 import select
-import stat
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 with warnings.catch_warnings():
     # v4l2py 3.x warns on import that it is a shim over linuxpy: both are pinned on purpose.
@@ -37,9 +34,12 @@ with warnings.catch_warnings():
 
 from pyimagestreamd import encoder
 from pyimagestreamd.camera import CameraError, CaptureSource
-from pyimagestreamd.config import CameraConfig
 from pyimagestreamd.frame import Frame
 from pyimagestreamd.mjpeg import MjpegChecker
+from pyimagestreamd.v4l2config import V4L2Options
+
+if TYPE_CHECKING:
+    from pyimagestreamd.config import CameraConfig
 
 log = logging.getLogger(__name__)
 # linuxpy logs every open/close at INFO and warns about each pixel format it has no name
@@ -48,7 +48,7 @@ logging.getLogger("linuxpy").setLevel(logging.ERROR)
 
 # Fourcc -> how frames of that format become JPEG.
 PASSTHROUGH_FORMATS = ("MJPG", "JPEG")
-RAW_FORMATS = ("YUYV", "NV12", "YU12")
+RAW_FORMATS = encoder.RAW_FORMATS
 # `format:` in the config -> fourccs it allows; "auto" tries them in this order.
 CONFIG_FORMATS: dict[str, tuple[str, ...]] = {
     "auto": (*PASSTHROUGH_FORMATS, *RAW_FORMATS),
@@ -128,6 +128,8 @@ class V4L2Source(CaptureSource):
 
     def __init__(self, config: CameraConfig) -> None:
         super().__init__(config)
+        opts = config.options
+        self.options = opts if isinstance(opts, V4L2Options) else V4L2Options()
         self._device: Any = None
         self._capture: Any = None
         self._reader: Any = None
@@ -151,9 +153,9 @@ class V4L2Source(CaptureSource):
             caps = self._device.info.device_capabilities
             if v4l2.Capability.VIDEO_CAPTURE not in caps:
                 raise CameraError(f"{path}: not a video capture device (no capture capability now)")
-            if cfg.input is not None:
-                doing = f"select input {cfg.input}"
-                self._select_input(cfg.input)
+            if self.options.input is not None:
+                doing = f"select input {self.options.input}"
+                self._select_input(self.options.input)
             doing = "set format"
             self._negotiated = self._negotiate(path, real)
             doing = "set controls"
@@ -274,7 +276,7 @@ class V4L2Source(CaptureSource):
                 input_name=neg.input_name,
             )
             if not neg.is_passthrough:
-                info["yuv_range"] = self.config.yuv_range
+                info["yuv_range"] = self.options.yuv_range
         info["controls"] = self._stats.controls
         info["frames"] = {
             **self._checker.counters(),
@@ -293,7 +295,7 @@ class V4L2Source(CaptureSource):
         how = (
             "MJPEG passthrough"
             if neg.is_passthrough
-            else f"re-encode to JPEG quality {self.config.quality} ({self.config.yuv_range} range)"
+            else f"re-encode to JPEG quality {self.config.quality} ({self.options.yuv_range} range)"
         )
         where = (
             neg.device
@@ -318,11 +320,12 @@ class V4L2Source(CaptureSource):
             fourcc(int(f.pixel_format))
             for f in dev.info.buffer_formats(v4l2.BufferType.VIDEO_CAPTURE)
         ]
-        candidates = candidate_formats(offered, cfg.format)
+        candidates = candidate_formats(offered, self.options.format)
         if not candidates:
             have = ", ".join(offered) or "none (a v4l2loopback node without a producer?)"
+            wanted = self.options.format
             raise CameraError(
-                f"{path}: no usable format for format '{cfg.format}' (the camera offers: {have})"
+                f"{path}: no usable format for format '{wanted}' (the camera offers: {have})"
             )
         # Prefer an exact size match in preference order; else the best format at the size
         # the driver proposes (TRY_FMT changes nothing on the device).
@@ -347,8 +350,6 @@ class V4L2Source(CaptureSource):
         width, height, bpl = got.width, got.height, got.bytes_per_line
         if got_code in RAW_FORMATS and (width % 2 or height % 2):
             raise CameraError(f"{path}: odd frame size {width}x{height} for {got_code}")
-        if got_code in ("NV12", "YU12") and bpl not in (0, width):
-            raise CameraError(f"{path}: padded {got_code} rows ({bpl} bytes) are not supported")
         fps: float | None = None
         try:
             dev.set_fps(v4l2.BufferType.VIDEO_CAPTURE, cfg.fps)
@@ -405,7 +406,7 @@ class V4L2Source(CaptureSource):
     def _apply_controls(self) -> None:
         cfg = self.config
         controls = self._controls()
-        for name, value in cfg.controls:
+        for name, value in self.options.controls:
             ctrl = controls.get(name)
             if ctrl is None:
                 have = ", ".join(sorted(controls)) or "none"
@@ -434,26 +435,11 @@ class V4L2Source(CaptureSource):
 
     def _raw_planes(self, data: memoryview, neg: Negotiated) -> encoder.Planes | None:
         """YUV planes that own their memory (the buffer goes back to the driver next)."""
-        width, height = neg.width, neg.height
-        if neg.fourcc == "YUYV":
-            row = width * 2
-            stride = neg.bytes_per_line or row
-            if len(data) < stride * (height - 1) + row:
-                self._stats.short_frames += 1
-                return None
-            if stride != row:
-                packed = np.frombuffer(data, np.uint8, count=stride * height).reshape(
-                    height, stride
-                )
-                data = np.ascontiguousarray(packed[:, :row]).data
-            planes = encoder.yuyv_to_planes(data, width, height)
-        else:
-            if len(data) < width * height * 3 // 2:
-                self._stats.short_frames += 1
-                return None
-            split = encoder.nv12_to_planes if neg.fourcc == "NV12" else encoder.yu12_to_planes
-            planes = split(data, width, height)
-        if self.config.yuv_range == "limited":
+        planes = encoder.unpack_planes(data, neg.fourcc, neg.width, neg.height, neg.bytes_per_line)
+        if planes is None:
+            self._stats.short_frames += 1
+            return None
+        if self.options.yuv_range == "limited":
             return encoder.expand_range(planes)  # new arrays: nothing points into the buffer
         y, u, v = planes
         return y.copy(), u.copy(), v.copy()
@@ -471,135 +457,3 @@ def control_state(ctrl: Any) -> dict[str, Any]:
     if isinstance(ctrl, v4l2.MenuControl):
         entry["menu"] = {str(k): v for k, v in ctrl.data.items()}
     return entry
-
-
-# -- --list-cameras -----------------------------------------------------------------------
-
-
-def _stable_names() -> dict[str, list[str]]:
-    """/dev/videoN -> its udev symlinks, by-id first (stable across re-plugs), then by-path."""
-    names: dict[str, list[str]] = {}
-    for pattern in ("/dev/v4l/by-id/*", "/dev/v4l/by-path/*"):
-        for link in sorted(glob.glob(pattern)):
-            names.setdefault(os.path.realpath(link), []).append(link)
-    return names
-
-
-def _video_nodes() -> list[str]:
-    def number(path: str) -> int:
-        digits = path[len("/dev/video") :]
-        return int(digits) if digits.isdigit() else 1 << 30
-
-    return sorted(glob.glob("/dev/video*"), key=number)
-
-
-def _fps_text(frame_type: Any) -> str:
-    if frame_type.max_fps == 0:
-        return "?"
-    if frame_type.min_fps == frame_type.max_fps:
-        return f"{float(frame_type.max_fps):g}"
-    return f"{float(frame_type.min_fps):g}-{float(frame_type.max_fps):g}"
-
-
-def _describe_node(path: str) -> dict[str, Any]:
-    entry: dict[str, Any] = {"device": path}
-    try:
-        st = os.stat(path)
-        if not stat.S_ISCHR(st.st_mode):
-            entry["error"] = "not a character device"
-            return entry
-        with v4l2.Device(path) as dev:
-            info = dev.info
-            entry["card"] = info.card
-            entry["driver"] = info.driver
-            entry["bus"] = info.bus_info
-            caps = info.device_capabilities
-            entry["capture"] = v4l2.Capability.VIDEO_CAPTURE in caps
-            if not entry["capture"]:
-                return entry
-            try:
-                entry["inputs"] = [f"{i.index}: {i.name}" for i in info.inputs]
-            except OSError:
-                entry["inputs"] = []
-            formats = []
-            for fmt in info.buffer_formats(v4l2.BufferType.VIDEO_CAPTURE):
-                code = fourcc(int(fmt.pixel_format))
-                sizes = []
-                try:
-                    frame_sizes = info.format_frame_sizes(fmt.pixel_format)
-                except OSError:
-                    frame_sizes = []
-                for size in frame_sizes:
-                    if size.type == v4l2.FrameSizeType.DISCRETE:
-                        w, h = size.info.width, size.info.height
-                        try:
-                            rates = [
-                                _fps_text(t) for t in info.fps_intervals(fmt.pixel_format, w, h)
-                            ]
-                        except OSError:
-                            rates = []
-                        sizes.append(f"{w}x{h}@{'/'.join(rates) or '?'}")
-                    else:
-                        s = size.info
-                        sizes.append(f"{s.min_width}x{s.min_height}..{s.max_width}x{s.max_height}")
-                formats.append({"format": code, "description": fmt.description, "sizes": sizes})
-            entry["formats"] = formats
-            controls = {}
-            for ctrl in dev.controls.values():
-                if hasattr(ctrl, "default") and not isinstance(ctrl, v4l2.CompoundControl):
-                    controls[control_key(ctrl.name)] = control_state(ctrl)
-            entry["controls"] = controls
-    except PermissionError:
-        entry["error"] = "permission denied: add the user to the 'video' group to use it"
-    except OSError as exc:
-        entry["error"] = reason_for(exc, path)
-    return entry
-
-
-def list_cameras() -> list[dict[str, Any]]:
-    """Every /dev/video* node: capture devices in full, others and unreadable ones flagged."""
-    stable = _stable_names()
-    out = []
-    for path in _video_nodes():
-        entry = _describe_node(path)
-        entry["stable"] = stable.get(path, [])
-        out.append(entry)
-    return out
-
-
-def format_camera_list(cameras: list[dict[str, Any]]) -> str:
-    """Human-readable --list-cameras output: what a user needs to fill in the YAML."""
-    if not cameras:
-        return "no V4L2 devices (/dev/video*) found\n"
-    lines = []
-    for cam in cameras:
-        stable = cam["stable"]
-        source = stable[0] if stable else cam["device"]
-        head = f"{cam['device']}"
-        if "error" in cam:
-            lines.append(f"{head}: {cam['error']}")
-            continue
-        if not cam.get("capture"):
-            lines.append(
-                f"{head}: {cam.get('card', '?')} ({cam.get('driver', '?')}): not a capture device"
-            )
-            continue
-        lines.append(f"{head}: {cam['card']} ({cam['driver']}, {cam['bus']})")
-        lines.append(f"  source: {source}" + ("" if stable else "   (no stable /dev/v4l name)"))
-        for other in stable[1:]:
-            lines.append(f"  also:   {other}")
-        if cam.get("inputs"):
-            lines.append(f"  inputs: {', '.join(cam['inputs'])}")
-        if not cam.get("formats"):
-            lines.append("  formats: none offered now")
-        for fmt in cam.get("formats", []):
-            usable = "" if fmt["format"] in CONFIG_FORMATS["auto"] else "  (not supported)"
-            lines.append(f"  {fmt['format']:<4} {fmt['description']}{usable}")
-            if fmt["sizes"]:
-                lines.append(f"       {' '.join(fmt['sizes'])}")
-        if cam.get("controls"):
-            lines.append("  controls (config name = value [min..max]):")
-            for key, ctl in cam["controls"].items():
-                value = ctl.get("value", "?")
-                lines.append(f"    {key} = {value} [{ctl['min']}..{ctl['max']}]")
-    return "\n".join(lines) + "\n"

@@ -22,6 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from pyimagestreamd.config import Config, parse_config
 from pyimagestreamd.daemon import Daemon
+from pyimagestreamd.sources import SourceFactory, create_source
 
 SCALE = float(os.environ.get("PYIMAGESTREAM_TIMEOUT_SCALE", "1"))
 TOP = Path(__file__).resolve().parent.parent
@@ -81,12 +82,15 @@ class RunningDaemon:
 
 
 @pytest.fixture
-async def start_daemon() -> AsyncIterator[Callable[[str], Awaitable[RunningDaemon]]]:
-    """Start a daemon in this event loop from YAML text; stopped at the end of the test."""
+async def start_daemon() -> AsyncIterator[Callable[..., Awaitable[RunningDaemon]]]:
+    """Start a daemon in this event loop from YAML text; stopped at the end of the test.
+
+    `source_factory` replaces the registry's (sources.create_source) to run fake sources.
+    """
     running: list[RunningDaemon] = []
 
-    async def start(text: str = "") -> RunningDaemon:
-        daemon = Daemon(make_config(text))
+    async def start(text: str = "", source_factory: SourceFactory = create_source) -> RunningDaemon:
+        daemon = Daemon(make_config(text), source_factory=source_factory)
         task = asyncio.ensure_future(daemon.run())
         ready = asyncio.ensure_future(daemon.wait_ready())
         await asyncio.wait({task, ready}, timeout=timeout(10), return_when=asyncio.FIRST_COMPLETED)

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from pyimagestreamd.config import CameraConfig, ConfigError, load_config, parse_config
+from pyimagestreamd.schema import SourceOptions
+from pyimagestreamd.v4l2config import V4L2Options
 
 TOP = Path(__file__).resolve().parent.parent
 
@@ -33,7 +35,25 @@ def test_cameras_keep_file_order_and_controls() -> None:
         "    controls: {brightness: 120, white_balance_automatic: false}\n"
     )
     assert [c.name for c in cfg.cameras] == ["b", "a"]
-    assert cfg.cameras[1].controls == (("brightness", 120), ("white_balance_automatic", 0))
+    assert cfg.cameras[1].options == V4L2Options(
+        controls=(("brightness", 120), ("white_balance_automatic", 0))
+    )
+
+
+def test_v4l2_keys_keep_their_meaning_in_existing_files() -> None:
+    """A V4L2 camera written before source types had their own keys parses as it did."""
+    cam = parse_config(
+        "cameras:\n  c:\n    source: /dev/video0\n    format: yuyv\n    yuv_range: full\n"
+        "    input: 3\n    controls: {brightness: 5}\n"
+    ).cameras[0]
+    assert (cam.kind, cam.source) == ("v4l2", "/dev/video0")
+    assert cam.options == V4L2Options("yuyv", "full", 3, (("brightness", 5),))
+
+
+def test_test_pattern_has_no_source_keys() -> None:
+    """The test pattern's own section is empty: its options are the base type."""
+    cam = parse_config("cameras:\n  t: {}\n").cameras[0]
+    assert (cam.kind, cam.options) == ("testpattern", SourceOptions())
 
 
 def test_relative_web_root_resolves_against_config_folder(tmp_path: Path) -> None:
@@ -56,10 +76,15 @@ BAD = [
     ("cameras:\n  c:\n    stop_delay: -1\n", "cameras.c.stop_delay: invalid value -1: expected a number of seconds 0..3600 (line 3)"),
     ("cameras:\n  c:\n    stop_delay: .nan\n", "cameras.c.stop_delay: invalid value nan: expected a number of seconds 0..3600 (line 3)"),
     ("cameras:\n  c:\n    source: video0\n", "cameras.c.source: invalid value 'video0': expected 'testpattern' or a V4L2 device path such as /dev/video0 (line 3)"),
-    ("cameras:\n  c:\n    format: h264\n", "cameras.c.format: invalid value 'h264': expected one of auto, mjpeg, yuyv, nv12, yu12 (line 3)"),
-    ("cameras:\n  c:\n    resolution: 1080p\n", "cameras.c.resolution: unknown key: expected one of source, width, height, fps, quality, stop_delay, format, yuv_range, input, controls (line 3)"),
-    ("cameras:\n  c:\n    controls: {Brightness: 3}\n", "cameras.c.controls.Brightness: invalid value 'Brightness': expected a control name (line 3)"),
-    ("cameras:\n  c:\n    controls: {brightness: high}\n", "cameras.c.controls.brightness: invalid value 'high': expected an integer -2147483648..2147483647 (line 3)"),
+    ("cameras:\n  c:\n    source: /dev/video0\n    format: h264\n", "cameras.c.format: invalid value 'h264': expected one of auto, mjpeg, yuyv, nv12, yu12 (line 4)"),
+    ("cameras:\n  c:\n    source: /dev/video0\n    resolution: 1080p\n", "cameras.c.resolution: unknown key: expected one of source, width, height, fps, quality, stop_delay, format, yuv_range, input, controls (line 4)"),
+    ("cameras:\n  c:\n    resolution: 1080p\n", "cameras.c.resolution: unknown key: expected one of source, width, height, fps, quality, stop_delay (line 3)"),
+    ("cameras:\n  c:\n    format: mjpeg\n", "cameras.c.format: unknown key for a testpattern source (format is a V4L2 key): expected one of source, width, height, fps, quality, stop_delay (line 3)"),
+    ("cameras:\n  c:\n    source: 7\n", "cameras.c.source: invalid value 7: expected 'testpattern' or a V4L2 device path such as /dev/video0 (line 3)"),
+    ("cameras:\n  c: 5\n", "cameras.c: invalid value 5: expected a mapping (line 2)"),
+    ("cameras:\n  c: {source: /dev/video0, controls: {Brightness: 3}}\n", "cameras.c.controls.Brightness: invalid value 'Brightness': expected a control name (line 2)"),
+    ("cameras:\n  c:\n    source: /dev/video0\n    controls: {brightness: high}\n", "cameras.c.controls.brightness: invalid value 'high': expected an integer -2147483648..2147483647 (line 4)"),
+    ("cameras:\n  c:\n    source: /dev/video0\n    input: 256\n", "cameras.c.input: invalid value 256: expected an integer 0..255 (line 4)"),
     ("cameras:\n  'my cam': {}\n", "cameras.my cam: invalid value 'my cam': expected a camera name of letters, digits, '-' and '_' (at most 64) (line 2)"),
     ("cameras: {}\n", "cameras: invalid value {}: expected a mapping of camera names to settings (line 1)"),
     ("cameras: [a, b]\n", "cameras: invalid value ['a', 'b']: expected a mapping of camera names to settings (line 1)"),
@@ -114,6 +139,7 @@ def test_dump_round_trips() -> None:
     import yaml
 
     cfg = parse_config(
-        "cameras:\n  a: {fps: 7, controls: {brightness: 3}}\n  b: {source: /dev/video1}\n"
+        "cameras:\n  a: {source: /dev/video0, fps: 7, controls: {brightness: 3}}\n"
+        "  b: {source: /dev/video1}\n  c: {}\n"
     )
     assert parse_config(yaml.safe_dump(cfg.to_dict())) == cfg

@@ -70,3 +70,41 @@ def test_offline_card_is_a_jpeg_of_the_last_size() -> None:
     card = offline_card(1280, 720, "cam: no such device", 80)
     check_jpeg(card.jpeg, 1280, 720)
     assert card.is_placeholder
+
+
+def _pad_rows(data: bytes, row: int, stride: int) -> bytes:
+    """The same picture with every `row`-byte line padded to `stride` bytes."""
+    lines = [data[i : i + row] for i in range(0, len(data), row)]
+    return b"".join(line + b"\xee" * (stride - row) for line in lines)
+
+
+def test_padded_rows_unpack_like_unpadded_ones() -> None:
+    """A driver's bytes-per-line padding is skipped for YUYV, NV12 and YU12 alike."""
+    rng = np.random.default_rng(7)
+    w, h = 8, 4
+    cases = {
+        "YUYV": (w * 2, [(w * 2, h)]),
+        "NV12": (w, [(w, h), (w, h // 2)]),
+        "YU12": (w, [(w, h), (w // 2, h // 2), (w // 2, h // 2)]),
+    }
+    for fourcc, (row, parts) in cases.items():
+        stride = row + 6
+        flat = bytes(rng.integers(0, 256, sum(r * n for r, n in parts), dtype=np.uint8))
+        padded, at = b"", 0
+        for part_row, rows in parts:
+            chunk = flat[at : at + part_row * rows]
+            at += part_row * rows
+            padded += _pad_rows(chunk, part_row, part_row * stride // row)
+        want = encoder.unpack_planes(flat, fourcc, w, h)
+        got = encoder.unpack_planes(padded, fourcc, w, h, stride)
+        assert want is not None and got is not None
+        for a, b in zip(want, got, strict=True):
+            assert a.tolist() == b.tolist(), fourcc
+            assert b.flags.c_contiguous
+
+
+def test_short_raw_buffer_is_refused() -> None:
+    """A buffer shorter than one frame (a truncated capture) unpacks to None."""
+    assert encoder.unpack_planes(bytes(8 * 4 * 2 - 1), "YUYV", 8, 4) is None
+    assert encoder.unpack_planes(bytes(8 * 4 * 3 // 2 - 1), "NV12", 8, 4) is None
+    assert encoder.unpack_planes(bytes(16 * 6 - 1), "YU12", 8, 4, 16) is None

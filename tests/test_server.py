@@ -330,12 +330,8 @@ async def test_stop_closes_clients_with_going_away(start_daemon: Any) -> None:
         assert ws.close_code == 1001
 
 
-async def test_snapshot_of_a_camera_without_frames_is_503_with_reason(
-    start_daemon: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_snapshot_of_a_camera_without_frames_is_503_with_reason(start_daemon: Any) -> None:
     """A camera that delivers nothing: /snapshot.jpg answers 503 with the state after the timeout."""
-    import pyimagestreamd.daemon
-    from pyimagestreamd.config import CameraConfig
     from pyimagestreamd.frame import Frame
     from pyimagestreamd.testpattern import TestPatternSource
 
@@ -346,12 +342,9 @@ async def test_snapshot_of_a_camera_without_frames_is_503_with_reason(
             time.sleep(timeout)
             return None
 
-    def create(cfg: CameraConfig) -> SilentSource:
-        return SilentSource(cfg)
-
-    monkeypatch.setattr(pyimagestreamd.daemon, "create_source", create)
     rd = await start_daemon(
-        "server: {listen: 127.0.0.1, port: 0, snapshot_timeout: 0.5}\ncameras:\n  mute: {}\n"
+        "server: {listen: 127.0.0.1, port: 0, snapshot_timeout: 0.5}\ncameras:\n  mute: {}\n",
+        source_factory=SilentSource,
     )
     status, headers, body = await rd.get("/snapshot.jpg")
     assert status == 503

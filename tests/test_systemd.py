@@ -14,7 +14,6 @@ import pytest
 from conftest import RunningDaemon, check_jpeg, make_config, timeout, ws_connect
 
 import pyimagestreamd.daemon
-from pyimagestreamd.config import CameraConfig
 from pyimagestreamd.daemon import Daemon
 from pyimagestreamd.frame import Frame
 from pyimagestreamd.systemd import Notifier
@@ -99,14 +98,11 @@ async def test_daemon_ready_status_and_watchdog_follow_health(
     monkeypatch.setenv("WATCHDOG_USEC", "200000")  # pet every 0.1 s
     monkeypatch.setattr(pyimagestreamd.daemon, "STATUS_INTERVAL", 0.1)
 
-    def create(cfg: CameraConfig) -> HangingSource:
-        return HangingSource(cfg)
-
-    monkeypatch.setattr(pyimagestreamd.daemon, "create_source", create)
     HangingSource.hang.clear()
     daemon = Daemon(
         make_config("cameras:\n  küche: {width: 64, height: 48, fps: 20, stop_delay: 0}\n"),
         capture_stall_timeout=1.0,
+        source_factory=HangingSource,
     )
     task = asyncio.ensure_future(daemon.run())
     try:

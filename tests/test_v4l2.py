@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import errno
 
-from pyimagestreamd.v4l2 import (
-    candidate_formats,
-    control_key,
-    format_camera_list,
-    fourcc,
-    reason_for,
-)
+from pyimagestreamd.cameralist import format_camera_list
+from pyimagestreamd.v4l2 import candidate_formats, control_key, fourcc, reason_for
 
 
 def test_fourcc_names_pixel_format_codes() -> None:
