@@ -109,7 +109,8 @@ async def test_camera_stops_after_delay_and_restarts_on_demand(start_daemon: Any
     cam = await rd.camera_state("cam")
     assert cam["capturing"], "stopped before stop_delay"
     async with deadline(10):
-        while (cam := await rd.camera_state("cam"))["capturing"]:
+        # The thread ends (capturing false) a moment before the runner sets "sleeping".
+        while (cam := await rd.camera_state("cam"))["capturing"] or cam["state"] != "sleeping":
             await asyncio.sleep(0.05)
     assert (cam["state"], cam["captures_stopped"], cam["viewers"]) == ("sleeping", 1, 0)
     async with ws_connect(rd) as ws:
