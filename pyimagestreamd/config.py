@@ -3,22 +3,24 @@
 The first step of the data flow: everything else is built from a `Config`. Validation is
 strict (unknown keys, wrong types and out-of-range values are errors) and every error names
 the key path, the bad value, what was expected and the YAML line, because the person reading
-it is editing that file. This module does no I/O beyond reading the one file.
+it is editing that file. Parsing itself, bounded against hostile documents, is in
+yamldoc.py. This module does no I/O beyond reading the one file (at most
+MAX_CONFIG_BYTES) and checking that `server.web_root` is a folder with an index.html.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pyimagestreamd import sources
 from pyimagestreamd.schema import Checker, ConfigError, SourceOptions, show
+from pyimagestreamd.yamldoc import MAX_CONFIG_BYTES, load_document
 
 __all__ = ["CameraConfig", "Config", "ConfigError", "ServerConfig", "load_config", "parse_config"]
 
@@ -29,6 +31,20 @@ COMMON_KEYS = ("source", "width", "height", "fps", "quality", "stop_delay")
 # Names appear in URL paths and in the client's #camera= fragment: letters (any script, so
 # "küche" works), digits, "-" and "_" need no quoting trouble anywhere.
 CAMERA_NAME = re.compile(r"[\w-]{1,64}")
+# A host name in the syntax of RFC 1123: dot-separated labels of letters, digits and "-".
+_HOST_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+HOST_NAME = re.compile(rf"{_HOST_LABEL}(\.{_HOST_LABEL})*\.?")
+# Folders that must never be served as web_root (a typo or a hostile edit would publish the
+# system); a folder below them, such as /usr/share/pyimagestream/web, is fine.
+SYSTEM_DIRS = frozenset(
+    Path(p)
+    for p in (
+        "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32",
+        "/media", "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp",
+        "/usr", "/usr/bin", "/usr/lib", "/usr/local", "/usr/sbin", "/usr/share", "/var",
+        "/var/lib", "/var/log", "/var/tmp",
+    )
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,44 +136,37 @@ class Config:
         }
 
 
-def _key_lines(node: yaml.Node | None) -> dict[tuple[str, ...], int]:
-    """Map every key path of the document to its 1-based line, rejecting duplicate keys."""
-    lines: dict[tuple[str, ...], int] = {}
+def _is_address(text: str) -> bool:
+    """An IP address literal (v4 or v6) or a host name; nothing that could be two."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return len(text) <= 253 and HOST_NAME.fullmatch(text) is not None
+    return True
 
-    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                key = (*path, str(key_node.value))
-                if key in lines:
-                    raise ConfigError(
-                        f"{'.'.join(key)}: duplicate key (lines {lines[key]} and "
-                        f"{key_node.start_mark.line + 1})"
-                    )
-                lines[key] = key_node.start_mark.line + 1
-                walk(value_node, key)
 
-    if node is not None:
-        walk(node, ())
-    return lines
+def _check_web_root(check: Checker, web_root: Path, value: str) -> None:
+    path = ("server", "web_root")
+    try:
+        resolved = web_root.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
+        raise check.fail(path, value, "a folder path that resolves") from None
+    if resolved in SYSTEM_DIRS:
+        raise check.fail(path, value, "a folder of its own, not a system folder")
+    if not (resolved / "index.html").is_file():
+        raise check.fail(path, value, "a folder that contains index.html")
 
 
 def parse_config(text: str, base_dir: Path | None = None) -> Config:
     """Validate a YAML document into a Config; relative paths resolve against `base_dir`."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"invalid YAML: {problem}{where}") from None
+    lines, data = load_document(text)
     if data is None:
         raise ConfigError("the file is empty: expected a mapping with 'server', 'cameras', ...")
     if not isinstance(data, dict):
         raise ConfigError(
             f"invalid top level {show(data)}: expected a mapping with 'server', 'cameras', ..."
         )
-    check = Checker(_key_lines(node))
+    check = Checker(lines)
     top = check.mapping((), data, ("server", "auth", "log_level", "cameras"))
 
     defaults = ServerConfig()
@@ -167,10 +176,14 @@ def parse_config(text: str, base_dir: Path | None = None) -> Config:
     web_root_value = srv.get("web_root", None)
     web_root = None
     if web_root_value is not None:
-        check.string(("server", "web_root"), web_root_value, "a folder path or null", bool)
+        check.string(
+            ("server", "web_root"), web_root_value, "a folder path or null",
+            lambda s: bool(s) and "\0" not in s,
+        )  # fmt: skip
         web_root = Path(web_root_value)
         if not web_root.is_absolute() and base_dir is not None:
             web_root = base_dir / web_root
+        _check_web_root(check, web_root, web_root_value)
     origins = srv.get("allowed_origins", [])
     if origins is None:
         origins = []
@@ -185,8 +198,9 @@ def parse_config(text: str, base_dir: Path | None = None) -> Config:
         )
     listen = srv.get("listen", defaults.listen)
     check.string(
-        ("server", "listen"), listen, "an IP address or host name", lambda s: bool(s.strip())
-    )
+        ("server", "listen"), listen, "an IP address (like 127.0.0.1 or ::) or a host name",
+        _is_address,
+    )  # fmt: skip
     server = ServerConfig(
         listen=listen,
         port=check.integer(("server", "port"), srv.get("port", defaults.port), 0, 65535),
@@ -299,7 +313,11 @@ def _parse_camera(check: Checker, name: object, value: object) -> CameraConfig:
 def load_config(path: Path) -> Config:
     """Read and validate the file at `path`; every failure is a one-line ConfigError."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: the file is larger than {MAX_CONFIG_BYTES // 1024} KiB")
+        text = raw.decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:

@@ -59,6 +59,15 @@ def test_bad_configs_exit_2_with_one_line_and_no_traceback(tmp_path: Path) -> No
         "broken.yaml": "server: [\n",
         "list.yaml": "- a\n- b\n",
         "bad.yaml": "cameras:\n  c: {fps: 0}\n",
+        # Hostile documents (issue 8): formerly a hang, and a RecursionError with exit 1.
+        "bomb.yaml": "".join(
+            f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}" if i else "x"] * 10) + "]\n"
+            for i in range(9)
+        )
+        + "cameras: *a8\n",
+        "deep.yaml": "[" * 900,
+        "listen.yaml": 'server: {listen: "a\\0b"}\n',
+        "root.yaml": "server: {web_root: /}\n",
     }
     for name, text in cases.items():
         path = tmp_path / name

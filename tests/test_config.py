@@ -58,6 +58,8 @@ def test_test_pattern_has_no_source_keys() -> None:
 
 def test_relative_web_root_resolves_against_config_folder(tmp_path: Path) -> None:
     """server.web_root relative to the config file's folder, not the working directory."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "index.html").write_text("<!doctype html>")
     (tmp_path / "c.yaml").write_text("server: {web_root: site}\n")
     assert load_config(tmp_path / "c.yaml").server.web_root == tmp_path / "site"
 
@@ -96,6 +98,27 @@ BAD = [
     ("# only a comment\n", "the file is empty: expected a mapping with 'server', 'cameras', ..."),
     ("server: {port: 1\n", "invalid YAML: expected ',' or '}', but got '<stream end>' (line 2, column 1)"),
     ("cameras:\n  c:\n  fps: 3\n  - x\n", "invalid YAML: expected <block end>, but found '-' (line 4, column 3)"),
+    # Hostile or broken documents (issue 8): bounded, and one line each.
+    ("[" * 900, "invalid YAML: nested deeper than 20 levels (line 1)"),
+    ("a: " + "{b: " * 21 + "1" + "}" * 21 + "\n", "invalid YAML: nested deeper than 20 levels (line 1)"),
+    ("a: &a [*a]\n", "invalid YAML: an alias refers to itself (line 1)"),
+    ("x: &x [1]\n" + "".join(f"x{i}: &x{i} [*x{i - 1 if i else ''}]\n" for i in range(25)), "invalid YAML: nested deeper than 20 levels through aliases (line 20)"),
+    ("log_level: 2024-13-01\n", "invalid YAML value: month must be in 1..12"),
+    ("server: {port: " + "9" * 5000 + "}\n", "invalid YAML value: Exceeds the limit (4300 digits) for integer string conversion: value has 5000 digits; use sys.set_int_max_str_digits() to increase the limit"),
+    ("x" * (64 * 1024 + 1), "the file is larger than 64 KiB"),
+    ("cameras:\n  c:\n    fps: 5\n    <<: {fps: 30}\n", "cameras.c: merge keys ('<<') are not supported: write the keys out (line 4)"),
+    ("d: &d {fps: 30}\ncameras:\n  c: {<<: *d, fps: 5}\n", "cameras.c: merge keys ('<<') are not supported: write the keys out (line 3)"),
+    ("<<: {log_level: debug}\nlog_level: info\n", "merge keys ('<<') are not supported: write the keys out (line 1)"),
+    ("server: {listen: \"a\\0b\"}\n", "server.listen: invalid value 'a\\x00b': expected an IP address (like 127.0.0.1 or ::) or a host name (line 1)"),
+    ("server: {listen: 'my host'}\n", "server.listen: invalid value 'my host': expected an IP address (like 127.0.0.1 or ::) or a host name (line 1)"),
+    ("server: {listen: '127.0.0.1 ::1'}\n", "server.listen: invalid value '127.0.0.1 ::1': expected an IP address (like 127.0.0.1 or ::) or a host name (line 1)"),
+    ("server: {listen: ''}\n", "server.listen: invalid value '': expected an IP address (like 127.0.0.1 or ::) or a host name (line 1)"),
+    ("server: {listen: -x.example}\n", "server.listen: invalid value '-x.example': expected an IP address (like 127.0.0.1 or ::) or a host name (line 1)"),
+    ("server: {web_root: /}\n", "server.web_root: invalid value '/': expected a folder of its own, not a system folder (line 1)"),
+    ("server: {web_root: /etc}\n", "server.web_root: invalid value '/etc': expected a folder of its own, not a system folder (line 1)"),
+    ("server: {web_root: /usr/../proc/}\n", "server.web_root: invalid value '/usr/../proc/': expected a folder of its own, not a system folder (line 1)"),
+    ("server: {web_root: /nonexistent-web}\n", "server.web_root: invalid value '/nonexistent-web': expected a folder that contains index.html (line 1)"),
+    ("server: {web_root: \"/a\\0b\"}\n", "server.web_root: invalid value '/a\\x00b': expected a folder path or null (line 1)"),
 ]  # fmt: skip
 
 
@@ -143,3 +166,37 @@ def test_dump_round_trips() -> None:
         "  b: {source: /dev/video1}\n  c: {}\n"
     )
     assert parse_config(yaml.safe_dump(cfg.to_dict())) == cfg
+
+
+def test_alias_bomb_is_refused_quickly() -> None:
+    """A 1 kB "billion laughs" document is refused in one line, without expanding it."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    lines.append("cameras: *a8")
+    text = "\n".join(lines) + "\n"
+    assert len(text) < 1024
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert str(info.value) == ("invalid YAML: more than 10000 values, aliases expanded (line 4)")
+
+
+def test_aliases_within_the_limits_still_work() -> None:
+    """Anchors and aliases that expand to a few values are fine (shared settings, say)."""
+    cfg = parse_config("cameras:\n  a: &cam {width: 640, height: 480}\n  b: *cam\n")
+    assert (cfg.cameras[0].width, cfg.cameras[1].height) == (640, 480)
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1", "::", "::1", "0.0.0.0", "fe80::1%eth0",
+                                    "localhost", "cam.example.org", "cam.example.org."])  # fmt: skip
+def test_listen_accepts_addresses_and_host_names(listen: str) -> None:
+    """IP literals of both families and host names are valid listen addresses."""
+    assert parse_config(f"server: {{listen: '{listen}'}}\n").server.listen == listen
+
+
+def test_web_root_may_be_a_folder_below_a_system_folder(tmp_path: Path) -> None:
+    """Only the system folders themselves are refused: a site folder inside one is fine."""
+    (tmp_path / "index.html").write_text("<!doctype html>")
+    assert parse_config(f"server: {{web_root: {tmp_path}}}\n").server.web_root == tmp_path
+    (tmp_path / "link").symlink_to("/etc")
+    with pytest.raises(ConfigError, match="not a system folder"):
+        parse_config(f"server: {{web_root: {tmp_path}/link}}\n")

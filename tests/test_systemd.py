@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import RunningDaemon, check_jpeg, make_config, timeout, ws_connect
@@ -125,3 +126,61 @@ async def test_daemon_ready_status_and_watchdog_follow_health(
         daemon.request_stop()
         await asyncio.wait_for(task, timeout(40))
     assert notify.messages[-1] == "STOPPING=1\nSTATUS=stopping"
+
+
+async def test_reload_of_a_hostile_file_is_refused_and_ends_in_ready(
+    notify: NotifySocket, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`[` * 900 or an alias bomb on reload: one refusal line, then READY=1 after RELOADING=1."""
+    path = tmp_path / "c.yaml"
+    text = "server: {listen: 127.0.0.1, port: 0}\ncameras:\n  c: {width: 64, height: 48}\n"
+    path.write_text(text)
+    daemon = Daemon(make_config(text[text.index("cameras") :]), path)
+    task = asyncio.ensure_future(daemon.run())
+    bomb = "".join(
+        f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}" if i else "x"] * 10) + "]\n" for i in range(9)
+    )
+    try:
+        await asyncio.wait_for(daemon.wait_ready(), timeout(10))
+        for hostile in ("[" * 900, bomb + "cameras: *a8\n"):
+            path.write_text(hostile)
+            before = len(notify.messages)
+            assert await daemon.reload() is False
+            async with asyncio.timeout(timeout(5)):
+                while len(notify.messages) < before + 2:
+                    await asyncio.sleep(0.01)
+            assert notify.messages[before] == "RELOADING=1"
+            assert notify.messages[before + 1].startswith("READY=1\nSTATUS=")
+        refusals = [r for r in caplog.records if "reload refused" in r.getMessage()]
+        assert len(refusals) == 2
+        assert all(r.exc_info is None and "\n" not in r.getMessage() for r in refusals)
+        assert "Traceback" not in caplog.text
+    finally:
+        daemon.request_stop()
+        assert await asyncio.wait_for(task, timeout(10)) == 0
+
+
+async def test_reload_parses_the_file_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reloaded file is read and validated in a worker thread, not on the event loop."""
+    path = tmp_path / "c.yaml"
+    text = "cameras:\n  c: {width: 64, height: 48}\n"
+    path.write_text("server: {listen: 127.0.0.1, port: 0}\n" + text)
+    threads: list[threading.Thread] = []
+    real = pyimagestreamd.daemon.load_config
+
+    def recording(p: Path) -> Any:
+        threads.append(threading.current_thread())
+        return real(p)
+
+    monkeypatch.setattr(pyimagestreamd.daemon, "load_config", recording)
+    daemon = Daemon(make_config(text), path)
+    task = asyncio.ensure_future(daemon.run())
+    try:
+        await asyncio.wait_for(daemon.wait_ready(), timeout(10))
+        assert await daemon.reload() is True
+        assert threads and threads[0] is not threading.main_thread()
+    finally:
+        daemon.request_stop()
+        assert await asyncio.wait_for(task, timeout(10)) == 0
