@@ -7,6 +7,8 @@
 #   make system-test  installed .deb under a real systemd (nspawn)
 #   make vm-test      real V4L2 drivers (vivid, v4l2loopback) in a QEMU guest
 #   make bench-vm     CPU per frame against µStreamer, in the QEMU guest
+#   make bench-link   frame age on a shaped slow link against µStreamer, in the QEMU guest
+#                     (~30 min; BENCH_SECONDS=N per case to try it shorter)
 #   make deps         apt-get install the Debian packages the above need (root or sudo)
 
 PYTHON ?= python3
@@ -16,7 +18,7 @@ VPY := $(VENV)/bin/python
 export PIP_CONFIG_FILE := /dev/null
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test unit-test browser-test lint bench deb system-test vm-test bench-vm deps clean
+.PHONY: run test unit-test browser-test lint bench deb system-test vm-test bench-vm bench-link deps clean
 
 $(VENV)/.stamp: requirements.txt requirements-dev.txt
 	tools/install-deps --check-venv || tools/install-deps base
@@ -58,6 +60,9 @@ vm-test:
 
 bench-vm:
 	tests/vm/run --bench
+
+bench-link:
+	tests/vm/run --bench-link
 
 deps:
 	tools/install-deps all

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +36,6 @@ import feeder
 import vmlib
 
 from pyimagestreamd import encoder
-from pyimagestreamd.v4l2 import BUFFER_COUNT
 
 WARMUP = 3.0
 WINDOW = 8.0
@@ -140,22 +138,6 @@ def measure(clients: Coroutine[Any, Any, Window], count: int) -> tuple[float, fl
     return (1000 * w.cpu / w.frames if w.frames else float("inf")), w.frames / w.seconds / count
 
 
-def start_ustreamer(device: str) -> subprocess.Popen[bytes]:
-    log = open("/tmp/ustreamer.log", "wb")  # noqa: SIM115 - lives as long as the process
-    proc = subprocess.Popen(
-        ["ustreamer", f"--device={device}", "--format=MJPEG", "--encoder=HW",
-         # --desired-fps left at its default (0: as fast as the source): with 30 it paces
-         # its grabs and captured only 16-19 fps from v4l2loopback here.
-         "--resolution=1920x1080", "--host=127.0.0.1",
-         f"--port={USTREAMER_PORT}", f"--buffers={BUFFER_COUNT}"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    time.sleep(3)
-    if proc.poll() is not None:
-        sys.exit("ustreamer exited:\n" + Path("/tmp/ustreamer.log").read_text())
-    return proc
-
-
 def simplejpeg_alone(frame: bytes, seconds: float = 8.0) -> float:
     """Frames per CPU-second for the bare conversion: YUYV -> planes -> range -> JPEG."""
     n = 0
@@ -195,15 +177,11 @@ def main() -> None:
                     report(r, "pyimagestreamd", n, got)
             finally:
                 daemon.stop()
-            ustreamer = start_ustreamer(vmlib.LOOP_MJPEG)
-            try:
+            with vmlib.ustreamer(vmlib.LOOP_MJPEG, port=USTREAMER_PORT) as ustreamer:
                 for n in CLIENT_COUNTS:
                     got = measure(http_clients(USTREAMER_PORT, n, Probe(ustreamer.pid)), n)
                     passthrough.setdefault(("ustreamer", n), []).append(got)
                     report(r, "ustreamer", n, got)
-            finally:
-                ustreamer.terminate()
-                ustreamer.wait()
 
     # Fed at 10 fps: under TCG the daemon encodes ~5 fps of 1080p per core, and a feeder
     # copying 4 MB frames at 30 fps would only take CPU away from both measurements.

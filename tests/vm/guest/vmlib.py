@@ -139,6 +139,24 @@ def python_feeder(
     )
 
 
+@contextlib.contextmanager
+def ustreamer(
+    device: str, host: str = "127.0.0.1", port: int = 8081
+) -> Iterator[subprocess.Popen[bytes]]:
+    """µStreamer (Debian's ustreamer) passing the device's JPEGs through, as they are."""
+    with process(
+        "ustreamer", f"--device={device}", "--format=MJPEG", "--encoder=HW",
+        # --desired-fps left at its default (0: as fast as the source): with 30 it paces
+        # its grabs and captured only 16-19 fps from v4l2loopback here.
+        "--resolution=1920x1080", f"--host={host}", f"--port={port}",
+        f"--buffers={BUFFER_COUNT}", name="ustreamer",
+    ) as proc:  # fmt: skip
+        time.sleep(3)
+        if proc.poll() is not None:
+            raise AssertionError("ustreamer exited:\n" + Path("/tmp/ustreamer.log").read_text())
+        yield proc
+
+
 def busy_holder(device: str) -> subprocess.Popen[bytes]:
     """Another program streaming from `device` (v4l2-ctl), holding its buffers."""
     return subprocess.Popen(
@@ -171,11 +189,13 @@ def free_port() -> int:
 class Daemon:
     """pyimagestreamd from the source tree, as its own process, on a free loopback port."""
 
-    def __init__(self, cameras: str, tmp: Path, log_level: str = "info") -> None:
+    def __init__(
+        self, cameras: str, tmp: Path, log_level: str = "info", listen: str = "127.0.0.1"
+    ) -> None:
         self.port = free_port()
         self.config = tmp / "pyimagestream.yaml"
         self.config.write_text(
-            f"server: {{listen: 127.0.0.1, port: {self.port}}}\nlog_level: {log_level}\n"
+            f"server: {{listen: {listen}, port: {self.port}}}\nlog_level: {log_level}\n"
             f"cameras:\n{cameras}"
         )
         self.log_path = tmp / "daemon.log"

@@ -1,0 +1,34 @@
+// flowdriver.mjs — web/flow.js's FlowControl under Node, for `make bench-link`.
+//
+//   node flowdriver.mjs PATH/TO/flow.js
+//
+// Reads one JSON object per line on stdin and answers each with one line
+// {"window": N, "outstanding": M}. The calls are the ones web/stream.js makes:
+//   {"op": "hello", "window": W, "live": bool, "handshakeMs": ms}   new FlowControl(...)
+//   {"op": "credits", "now": ms, "n": K}                             K x creditSent(now)
+//   {"op": "frame", "meta": {...}, "now": ms}                        frameArrived(meta, now)
+// flow.js is loaded from its own source (as a data: URL, since web/ has no package.json
+// saying its .js files are ES modules), so the policy measured is the page's, unchanged.
+
+import { readFileSync } from "node:fs";
+import { createInterface } from "node:readline";
+
+const source = readFileSync(process.argv[2], "utf8");
+const { FlowControl } = await import(
+  "data:text/javascript;base64," + Buffer.from(source).toString("base64")
+);
+
+let flow = new FlowControl();
+for await (const line of createInterface({ input: process.stdin })) {
+  const call = JSON.parse(line);
+  if (call.op === "hello") {
+    flow = new FlowControl(call.window, call.live, call.handshakeMs);
+  } else if (call.op === "credits") {
+    for (let i = 0; i < call.n; i += 1) flow.creditSent(call.now);
+  } else if (call.op === "frame") {
+    flow.frameArrived(call.meta, call.now);
+  } else {
+    throw new Error(`flowdriver: unknown op ${call.op}`);
+  }
+  process.stdout.write(JSON.stringify({ window: flow.window, outstanding: flow.outstanding }) + "\n");
+}
