@@ -7,7 +7,9 @@ text request -> one binary JPEG), and this driver, which reads the server's CPU 
 every request with the next of the same 1920x1080 JPEGs: the library's ceiling. For
 pyimagestreamd, a replay source publishes those JPEGs into the hub faster than clients can
 pull them (as camera MJPEG passthrough does), so the numbers measure the daemon's path —
-hub, per-client pull, send — not a camera's frame rate.
+hub, per-client pull, send — not a camera's frame rate. That source costs CPU even with no
+client (it publishes ~2000 frames/s while the camera is awake): each server's idle rate is
+measured and subtracted. Bare and daemon alternate, at least 3 rounds; medians and ranges.
 
 Also: time to draw and encode one 1080p test-pattern frame, next to simplejpeg alone
 encoding the same planes.
@@ -152,9 +154,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+IDLE_SECONDS = 3.0
+
+
+def run_clients_once(port: int, n: int, duration: float) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.throughput", "clients", str(port), str(n), str(duration)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return json.loads(out)  # type: ignore[no-any-return]
+
+
 def measure(
     kind: str, folder: Path, clients: list[int], duration: float
-) -> dict[int, dict[str, float]]:
+) -> tuple[dict[int, dict[str, float]], float]:
+    """One round of one server: each client count in turn; and the server's idle CPU rate.
+
+    The idle rate (CPU-s per s with no client but the camera awake) is measured after a
+    short wake-up pull: the daemon's replay source keeps publishing while its camera is
+    awake, and the bare server does nothing. Each run's CPU is counted over the whole client
+    run, connection set-up included; `net` subtracts the idle rate over the run's length.
+    """
     server = subprocess.Popen(
         [sys.executable, "-m", "bench.throughput", f"serve-{kind}", str(folder)],
         stdout=subprocess.PIPE, text=True,
@@ -162,23 +182,23 @@ def measure(
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline())
+        run_clients_once(port, 1, 0.5)  # wakes the camera (stop_delay 60 keeps it awake)
+        before, t0 = cpu_seconds(server.pid), time.monotonic()
+        time.sleep(IDLE_SECONDS)
+        idle = (cpu_seconds(server.pid) - before) / (time.monotonic() - t0)
         results = {}
         for n in clients:
-            before = cpu_seconds(server.pid)
-            out = subprocess.run(
-                [sys.executable, "-m", "bench.throughput", "clients", str(port), str(n), str(duration)],
-                capture_output=True, text=True, check=True,
-            ).stdout  # fmt: skip
+            before, t0 = cpu_seconds(server.pid), time.monotonic()
+            res = run_clients_once(port, n, duration)
             cpu = cpu_seconds(server.pid) - before
-            res = json.loads(out)
-            # CPU is counted over the whole client run (including connection set-up), so it
-            # slightly overstates per-frame cost for both servers alike.
+            wall = time.monotonic() - t0
             results[n] = {
                 "fps": res["frames"] / res["seconds"],
                 "mbps": res["bytes"] * 8 / res["seconds"] / 1e6,
                 "cpu_per_1000": cpu / res["frames"] * 1000,
+                "net_per_1000": max(0.0, cpu - idle * wall) / res["frames"] * 1000,
             }
-        return results
+        return results, idle
     finally:
         server.terminate()
         server.wait(10)
@@ -213,6 +233,7 @@ def main() -> None:
     cl.add_argument("duration", type=float)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--clients", default="1,10,50")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if args.cmd == "serve-bare":
         asyncio.run(serve_bare(args.folder))
@@ -221,29 +242,56 @@ def main() -> None:
     elif args.cmd == "clients":
         print(json.dumps(asyncio.run(run_clients(args.port, args.n, args.duration))))
     else:
-        run_benchmark(args.duration, [int(c) for c in args.clients.split(",")])
+        run_benchmark(args.duration, [int(c) for c in args.clients.split(",")], args.rounds)
 
 
-def run_benchmark(duration: float, clients: list[int]) -> None:
+def spread(values: list[float], fmt: str) -> str:
+    """Median, and the range over the rounds."""
+    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
+
+
+def run_benchmark(duration: float, clients: list[int], rounds: int) -> None:
+    kinds = ("bare", "daemon")
+    runs: dict[tuple[str, int], list[dict[str, float]]] = {}
+    idle: dict[str, list[float]] = {k: [] for k in kinds}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         sizes = make_frames(folder)
         print(
             f"frames: {N_FRAMES} distinct {WIDTH}x{HEIGHT} JPEGs, {min(sizes) // 1024}-{max(sizes) // 1024} KiB"
         )
-        print(f"clients pull for {duration:g} s each; loopback; {os.cpu_count()} cores")
-        bare = measure("bare", folder, clients, duration)
-        daemon = measure("daemon", folder, clients, duration)
+        print(f"clients pull for {duration:g} s each; loopback; {os.cpu_count()} cores; "
+              f"{rounds} rounds, bare and daemon alternating")  # fmt: skip
+        # Interleaved, the order flipped every round: the machine is shared, and load that
+        # comes and goes must fall on both servers alike.
+        for r in range(rounds):
+            for kind in kinds if r % 2 == 0 else kinds[::-1]:
+                results, idle_rate = measure(kind, folder, clients, duration)
+                idle[kind].append(idle_rate)
+                for n, res in results.items():
+                    runs.setdefault((kind, n), []).append(res)
+                    print(f"round {r}: {kind:<6} {n:3d} clients: {res['fps']:6.0f} fps, "
+                          f"{res['cpu_per_1000']:.3f} CPU s/1000 ({res['net_per_1000']:.3f} net "
+                          f"of idle {idle_rate:.3f} CPU-s/s)")  # fmt: skip
     print()
-    print(
-        "clients | bare websockets fps  CPU s/1000 | pyimagestreamd fps  CPU s/1000 | fps ratio  CPU ratio"
-    )
+    print(f"Medians of {rounds} rounds (range in brackets). CPU s/1000 frames, net of each "
+          "server's idle rate; idle CPU-s/s with the camera awake and no client: bare "
+          f"{spread(idle['bare'], '.3f')}, daemon {spread(idle['daemon'], '.3f')}.")  # fmt: skip
+    print()
+    print("| clients | bare fps | bare CPU s/1000 | pyimagestreamd fps | pyimagestreamd CPU s/1000 "
+          "| fps ratio | CPU ratio |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for n in clients:
-        b, d = bare[n], daemon[n]
-        print(
-            f"{n:7d} | {b['fps']:20.0f} {b['cpu_per_1000']:11.3f} | {d['fps']:18.0f} {d['cpu_per_1000']:11.3f}"
-            f" | {d['fps'] / b['fps']:9.2f} {b['cpu_per_1000'] / d['cpu_per_1000']:10.2f}"
+        b, d = runs["bare", n], runs["daemon", n]
+        fps_ratio = statistics.median(x["fps"] for x in d) / statistics.median(x["fps"] for x in b)
+        cpu_ratio = statistics.median(x["net_per_1000"] for x in b) / statistics.median(
+            x["net_per_1000"] for x in d
         )
+        print(f"| {n} | {spread([x['fps'] for x in b], '.0f')} "
+              f"| {spread([x['net_per_1000'] for x in b], '.3f')} "
+              f"| {spread([x['fps'] for x in d], '.0f')} "
+              f"| {spread([x['net_per_1000'] for x in d], '.3f')} "
+              f"| {fps_ratio:.2f} | {cpu_ratio:.2f} |")  # fmt: skip
     print(
         "(fps ratio = pyimagestreamd / bare, target >= 0.8; CPU ratio = bare / pyimagestreamd per frame)"
     )
