@@ -19,7 +19,7 @@ def cli(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedProces
     )  # fmt: skip
 
 
-def setup(tmp_path: Path) -> Path:
+def write_config(tmp_path: Path) -> Path:
     config = tmp_path / "c.yaml"
     config.write_text(
         f"auth: {{users_file: {tmp_path}/users, state_directory: {tmp_path}/state,"
@@ -30,7 +30,7 @@ def setup(tmp_path: Path) -> Path:
 
 def test_user_add_passwd_del_list(tmp_path: Path) -> None:
     """Users are added (password from stdin), listed, re-keyed and deleted; file mode 0640."""
-    config = setup(tmp_path)
+    config = write_config(tmp_path)
     assert (
         cli(config, "user", "add", "anna", "--role", "admin", stdin="first-pass\n").returncode == 0
     )
@@ -50,7 +50,7 @@ def test_user_add_passwd_del_list(tmp_path: Path) -> None:
 
 def test_user_errors_are_one_line(tmp_path: Path) -> None:
     """A duplicate user, a short password, an unknown user: one line, exit 1, file intact."""
-    config = setup(tmp_path)
+    config = write_config(tmp_path)
     cli(config, "user", "add", "anna", stdin="first-pass\n")
     before = (tmp_path / "users").read_text()
     for args, stdin in (
@@ -67,7 +67,7 @@ def test_user_errors_are_one_line(tmp_path: Path) -> None:
 
 def test_world_readable_users_file_is_a_clear_error(tmp_path: Path) -> None:
     """`user list` on a users file others can read says so in one line."""
-    config = setup(tmp_path)
+    config = write_config(tmp_path)
     cli(config, "user", "add", "anna", stdin="first-pass\n")
     (tmp_path / "users").chmod(0o644)
     result = cli(config, "user", "list")
@@ -78,7 +78,7 @@ def test_world_readable_users_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_share_create_list_revoke(tmp_path: Path) -> None:
     """`share CAMERA` prints a URL with a token that opens that camera; list and revoke it."""
-    config = setup(tmp_path)
+    config = write_config(tmp_path)
     made = cli(config, "share", "fish", "--expires", "2h", "--label", "for Anna")
     assert made.returncode == 0, made.stderr
     url = made.stdout.strip()
@@ -100,7 +100,7 @@ def test_share_create_list_revoke(tmp_path: Path) -> None:
 
 def test_existing_flags_still_work_beside_subcommands(tmp_path: Path) -> None:
     """--check-config and --dump-config keep working; the dump holds no secret."""
-    config = setup(tmp_path)
+    config = write_config(tmp_path)
     cli(config, "user", "add", "anna", stdin="first-pass\n")
     assert cli(config, "--check-config").returncode == 0
     dump = cli(config, "--dump-config").stdout
