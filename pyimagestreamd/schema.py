@@ -35,6 +35,12 @@ class SourceOptions:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
+def dotted(path: Path) -> str:
+    """A key path for a message: `cameras.küche.fps`; a key that would break the one line
+    (a newline, a NUL, a control character) is shown quoted and escaped instead."""
+    return ".".join(part if part.isprintable() else repr(part) for part in path)
+
+
 def show(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -52,16 +58,16 @@ class Checker:
 
     def fail(self, path: Path, value: object, expected: str) -> ConfigError:
         return ConfigError(
-            f"{'.'.join(path)}: invalid value {show(value)}: expected {expected}{self.where(path)}"
+            f"{dotted(path)}: invalid value {show(value)}: expected {expected}{self.where(path)}"
         )
 
     def unknown_key(
         self, path: Path, key: object, allowed: tuple[str, ...], note: str = ""
     ) -> ConfigError:
-        prefix = ".".join(path) + "." if path else ""
+        full = (*path, str(key))
         return ConfigError(
-            f"{prefix}{key}: unknown key{note}: expected one of {', '.join(allowed)}"
-            f"{self.where((*path, str(key)))}"
+            f"{dotted(full)}: unknown key{note}: expected one of {', '.join(allowed)}"
+            f"{self.where(full)}"
         )
 
     def mapping(self, path: Path, value: object, allowed: tuple[str, ...]) -> dict[str, Any]:

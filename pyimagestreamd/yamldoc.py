@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from pyimagestreamd.schema import ConfigError
+from pyimagestreamd.schema import ConfigError, dotted
 
 # Parsing limits (README, "Configuration limits"). A real file is a few kB, nests 5 levels
 # and holds a few hundred values; these leave ample room and keep the worst case well
@@ -42,13 +42,13 @@ def _key_lines(node: yaml.Node | None) -> dict[tuple[str, ...], int]:
         for key_node, value_node in current.value:
             line = _line(key_node)
             if key_node.tag == "tag:yaml.org,2002:merge":
-                where = ".".join(path) + ": " if path else ""
+                where = dotted(path) + ": " if path else ""
                 raise ConfigError(
                     f"{where}merge keys ('<<') are not supported: write the keys out (line {line})"
                 )
             key = (*path, str(key_node.value))
             if key in lines:
-                raise ConfigError(f"{'.'.join(key)}: duplicate key (lines {lines[key]} and {line})")
+                raise ConfigError(f"{dotted(key)}: duplicate key (lines {lines[key]} and {line})")
             lines[key] = line
             stack.append((value_node, key))
     return lines
@@ -144,7 +144,17 @@ def load_document(text: str) -> tuple[dict[tuple[str, ...], int], Any]:
             _check_expansion(node)
             # Before constructing: the constructor flattens merge keys into the nodes in place.
             lines = _key_lines(node)
-            return lines, loader.construct_document(node)
+            try:
+                return lines, loader.construct_document(node)
+            except yaml.YAMLError:
+                raise
+            except Exception as exc:
+                # PyYAML's constructors do not validate explicitly tagged scalars: a date
+                # like 2024-13-01 (ValueError), a 5,000-digit integer (ValueError), an empty
+                # `!!float` (IndexError) or `!!timestamp` (AttributeError). The document is
+                # bounded by now, so whatever they raise is a bad value, not a bug of ours.
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise ConfigError(f"invalid YAML value: {first}") from None
         finally:
             loader.dispose()
     except yaml.YAMLError as exc:
@@ -152,8 +162,3 @@ def load_document(text: str) -> tuple[dict[tuple[str, ...], int], Any]:
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"invalid YAML: {problem}{where}") from None
-    except (ValueError, OverflowError) as exc:
-        # PyYAML's constructors let these through: a date like 2024-13-01, an integer of
-        # more than 4300 digits.
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"invalid YAML value: {first}") from None
