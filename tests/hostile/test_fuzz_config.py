@@ -8,6 +8,7 @@ as fixed examples in test_config_examples.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -56,7 +57,7 @@ def check_outcome(text: str) -> None:
 
 
 @st.composite
-def mutated(draw: st.DrawFn) -> str:
+def mutated(draw: Callable[[st.SearchStrategy[Any]], Any]) -> str:
     text = draw(st.sampled_from(SEEDS))
     for _ in range(draw(st.integers(1, 6))):
         at = draw(st.integers(0, len(text)))
@@ -104,7 +105,7 @@ def values(depth: int = 3) -> st.SearchStrategy[Any]:
 
 
 @st.composite
-def schema_shaped(draw: st.DrawFn) -> str:
+def schema_shaped(draw: Callable[[st.SearchStrategy[Any]], Any]) -> str:
     """Documents that get past YAML into validation: the right sections, odd values."""
     doc: dict[Any, Any] = {}
     if draw(st.booleans()):

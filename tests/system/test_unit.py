@@ -34,3 +34,20 @@ def test_unit_keeps_camera_access() -> None:
     assert not re.search(r"^PrivateDevices=yes", text, re.M)
     assert re.search(r"^WatchdogSec=", text, re.M)
     assert re.search(r"^RestartPreventExitStatus=2$", text, re.M)
+
+
+def test_unit_fences_memory_and_sizes_descriptors_for_max_clients() -> None:
+    """MemoryHigh < MemoryMax are set, and LimitNOFILE covers the largest max_clients."""
+    text = UNIT.read_text()
+    units = {"K": 2**10, "M": 2**20, "G": 2**30}
+
+    def size(key: str) -> int:
+        match = re.search(rf"^{key}=(\d+)([KMG])$", text, re.M)
+        assert match, f"no {key}= in the unit"
+        return int(match.group(1)) * units[match.group(2)]
+
+    assert 256 * 2**20 <= size("MemoryHigh") < size("MemoryMax")
+    nofile = re.search(r"^LimitNOFILE=(\d+)$", text, re.M)
+    assert nofile, "no LimitNOFILE= in the unit"
+    # config.py allows max_clients up to 10,000; keep room for handshakes and the rest.
+    assert int(nofile.group(1)) >= 10_000 + 1024
