@@ -8,17 +8,25 @@
  * are relative to the page, so the client works under a reverse proxy's path prefix.
  *
  * Keys: Space or K pause/resume, F fullscreen, I statistics overlay, D download the frame,
- * Escape back to all cameras, 1-9 open a camera.
+ * + and - zoom, 0 resets the zoom, Escape back to all cameras, 1-9 open a camera.
+ *
+ * Fullscreen is the "full window" layout (only the picture, the controls over its corner),
+ * made fullscreen through the Fullscreen API where the browser has it for elements; where it
+ * has not (iPhone Safari) the full-window layout alone is used and the button says "Full
+ * window". A browser that can decode no JPEG (decode.js) gets one plain message and no
+ * connection at all, so the camera is not kept awake for nothing.
  *
  * Interface: importing this module starts the page. window.pyimagestream is the App, for
  * debugging from the console: .views (Map camera -> {view, stream}), .cameras, .mode.
  */
 
+import { pickDecoder } from "./decode.js";
 import { httpUrl } from "./protocol.js";
 import { CameraStream } from "./stream.js";
 import { CameraView } from "./view.js";
 
 const REFRESH_MS = 250;
+const ZOOM_STEP = 1.25;
 const STATE_TIMEOUT_MS = 5000;
 
 function byId(id) {
@@ -48,6 +56,29 @@ export function downloadName(camera, meta) {
   return `${camera}-${stamp}.jpg`;
 }
 
+// The Fullscreen API for elements, standard or with the prefix of older Safari on iPad; null
+// where there is none (iPhone Safari).
+function fullscreenApi(doc = document) {
+  const el = doc.documentElement;
+  if (doc.fullscreenEnabled && typeof el.requestFullscreen === "function") {
+    return {
+      element: () => doc.fullscreenElement,
+      enter: (target) => target.requestFullscreen(),
+      exit: () => doc.exitFullscreen(),
+      event: "fullscreenchange",
+    };
+  }
+  if (doc.webkitFullscreenEnabled && typeof el.webkitRequestFullscreen === "function") {
+    return {
+      element: () => doc.webkitFullscreenElement,
+      enter: async (target) => target.webkitRequestFullscreen(),
+      exit: async () => doc.webkitExitFullscreen(),
+      event: "webkitfullscreenchange",
+    };
+  }
+  return null;
+}
+
 export function cameraFromHash(hash) {
   const params = new URLSearchParams(hash.replace(/^#/, ""));
   return params.get("camera");
@@ -67,9 +98,13 @@ class App {
       fullscreen: byId("fullscreen"),
       download: byId("download"),
       info: byId("info"),
+      zoomReset: byId("zoom-reset"),
     };
     this.notice = byId("notice");
     this.showInfo = readSetting("pyimagestream.info") === "1";
+    this.decoder = pickDecoder();
+    this.fullscreen = fullscreenApi();
+    this.fullWindow = false;
   }
 
   async start() {
@@ -79,11 +114,24 @@ class App {
     b.fullscreen.addEventListener("click", () => this.toggleFullscreen());
     b.download.addEventListener("click", () => this.download());
     b.info.addEventListener("click", () => this.toggleInfo());
+    b.zoomReset.addEventListener("click", () => this.zoomKey("0"));
     window.addEventListener("hashchange", () => this.route());
     document.addEventListener("visibilitychange", () => this.onVisibility());
-    document.addEventListener("fullscreenchange", () => this.updateToolbar());
+    if (this.fullscreen) {
+      document.addEventListener(this.fullscreen.event, () => {
+        // Left by the browser's own means (Escape, a gesture): leave the layout too.
+        if (!this.fullscreen.element()) this.setFullWindow(false);
+      });
+    }
     document.addEventListener("keydown", (event) => this.onKey(event));
     this.applyInfo();
+    if (this.decoder === null) {
+      this.stopForGood(
+        "This browser cannot show the pictures: it has neither createImageBitmap nor image " +
+          "decoding. The newest picture is at snapshot.jpg.",
+      );
+      return;
+    }
     setInterval(() => this.refresh(), REFRESH_MS);
 
     this.cameras = await this.fetchCameras();
@@ -109,6 +157,16 @@ class App {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  stopForGood(text) {
+    const message = document.createElement("p");
+    message.className = "unsupported";
+    message.setAttribute("role", "alert");
+    message.textContent = text;
+    this.main.replaceChildren(message);
+    this.main.className = "stopped";
+    for (const b of Object.values(this.buttons)) b.hidden = true;
   }
 
   say(text) {
@@ -143,7 +201,10 @@ class App {
       names.length === this.views.size &&
       names.every((name) => this.views.has(name));
     if (same) return;
-    for (const entry of this.views.values()) entry.stream.close();
+    for (const entry of this.views.values()) {
+      entry.stream.close();
+      entry.view.destroy();
+    }
     this.views.clear();
     this.main.replaceChildren();
     this.mode = mode;
@@ -160,11 +221,16 @@ class App {
   }
 
   addView(name, mode, index) {
-    const view = new CameraView(name || "default", { compact: mode === "grid" });
+    const view = new CameraView(name || "default", {
+      compact: mode === "grid",
+      bitmaps: this.decoder.kind === "bitmap",
+      onZoom: () => this.updateToolbar(),
+    });
     const known = this.cameras && this.cameras.find((c) => c.name === name);
     if (known) view.setSize(known.width, known.height);
     const entry = { view, stream: null, retryAt: 0, attempt: 0, failReason: "" };
     const stream = new CameraStream(name, {
+      decoder: this.decoder,
       onFrame: (bitmap, meta) => {
         view.showFrame(bitmap, meta);
         if (stream.frames === 1) this.refreshOne(entry); // drop "waiting" at once
@@ -232,19 +298,40 @@ class App {
   }
 
   async toggleFullscreen() {
-    try {
-      if (document.fullscreenElement) {
-        await document.exitFullscreen();
-      } else {
-        const target =
-          this.mode === "single" && this.views.size === 1
-            ? [...this.views.values()][0].view.element
-            : this.main;
-        await target.requestFullscreen();
-      }
-    } catch (err) {
-      this.say(`Fullscreen is not available here: ${err.message}`);
+    const api = this.fullscreen;
+    if (this.fullWindow) {
+      this.setFullWindow(false);
+      if (api && api.element()) await api.exit().catch(() => {});
+      return;
     }
+    this.setFullWindow(true);
+    if (!api) return;
+    try {
+      // The whole page, so the controls stay at hand (there is no Escape key on a phone).
+      await api.enter(document.documentElement);
+    } catch (err) {
+      // Refused (no user gesture, a frame's policy): the full-window layout stays.
+      console.info(`pyimagestream: fullscreen refused (${err.message}); full window instead`);
+    }
+  }
+
+  setFullWindow(on) {
+    this.fullWindow = on;
+    document.body.classList.toggle("full-window", on);
+    this.updateToolbar();
+  }
+
+  singleView() {
+    if (this.mode !== "single" || this.views.size !== 1) return null;
+    return [...this.views.values()][0].view;
+  }
+
+  zoomKey(key) {
+    const zoom = this.singleView()?.zoom;
+    if (!zoom) return false;
+    if (key === "0") zoom.reset();
+    else zoom.zoomBy(key === "-" ? 1 / ZOOM_STEP : ZOOM_STEP);
+    return true;
   }
 
   download() {
@@ -275,9 +362,15 @@ class App {
     b.pause.querySelector(".label").textContent = this.userPaused ? "Resume" : "Pause";
     b.pause.title = this.userPaused ? "Resume (Space)" : "Pause (Space)";
     b.pause.classList.toggle("is-paused", this.userPaused);
-    const full = Boolean(document.fullscreenElement);
+    const full = this.fullWindow;
+    const word = this.fullscreen ? "fullscreen" : "full window";
     b.fullscreen.setAttribute("aria-pressed", String(full));
-    b.fullscreen.querySelector(".label").textContent = full ? "Exit fullscreen" : "Fullscreen";
+    b.fullscreen.querySelector(".label").textContent = full
+      ? `Exit ${word}`
+      : word[0].toUpperCase() + word.slice(1);
+    b.fullscreen.title = `${b.fullscreen.querySelector(".label").textContent} (F)`;
+    const zoom = this.singleView()?.zoom;
+    b.zoomReset.hidden = !(zoom && zoom.isZoomed);
   }
 
   onKey(event) {
@@ -297,7 +390,11 @@ class App {
       this.toggleInfo();
     } else if (key === "d" || key === "D") {
       this.download();
-    } else if (key === "Escape" && !document.fullscreenElement && this.mode === "single") {
+    } else if (key === "+" || key === "=" || key === "-" || key === "0") {
+      if (!this.zoomKey(key)) return;
+    } else if (key === "Escape" && this.fullWindow) {
+      this.toggleFullscreen();
+    } else if (key === "Escape" && this.mode === "single") {
       if (this.cameras && this.cameras.length > 1) this.openGrid();
       else return;
     } else if (/^[1-9]$/.test(key) && this.cameras && this.cameras[Number(key) - 1]) {

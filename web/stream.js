@@ -2,8 +2,9 @@
  * stream.js — one camera's protocol-2 connection: credits, decoding, pause, reconnect.
  *
  * Opens the camera's WebSocket with the subprotocol "pyimagestream.v2", keeps
- * FlowControl.window requests in flight, decodes each JPEG off the main thread with
- * createImageBitmap (no object URLs at all) and hands the bitmap to onFrame. A frame that
+ * FlowControl.window requests in flight, decodes each JPEG with the decoder of decode.js
+ * (createImageBitmap off the main thread where the browser has it) and hands the picture to
+ * onFrame. A frame that
  * arrives while the previous one is still decoding waits; if several wait, only the newest is
  * decoded. The credit of a frame is returned once it is decoded, so a slow device gets fewer
  * frames instead of a backlog. Pausing (by the user, or while the tab is hidden) sends
@@ -12,10 +13,11 @@
  * when the browser reports it is back online, and a stalled connection is dropped.
  *
  * Interface:
- *   new CameraStream(camera, {onFrame, onState, onHello, onConnection, loc})
+ *   new CameraStream(camera, {onFrame, onState, onHello, onConnection, loc, decoder})
  *     camera        camera name ("" for the server's default camera)
- *     onFrame(bitmap, meta)     a decoded frame; the callee owns the ImageBitmap and must
- *                               close() or transfer it
+ *     decoder       from decode.js pickDecoder() (the default)
+ *     onFrame(picture, meta)    a decoded frame (ImageBitmap or HTMLImageElement); the callee
+ *                               owns it and must close() or transfer it
  *     onState(state, reason)    camera state: "starting", "live", "sleeping", "offline"
  *     onHello(hello)            the server's hello message (camera list, window)
  *     onConnection(status, info)
@@ -27,12 +29,14 @@
  *   .setPaused(cause, paused)   cause is any string ("user", "hidden"); requests stop while
  *                               any cause is set
  *   .paused, .pausedBy(cause)
- *   .stats(now)                 {fps, bytesPerSecond, age, width, height, window, outstanding,
- *                               rtt, cameraFps, queueDelay, frames, state, reason, connection}
+ *   .stats(now)                 {fps, bytesPerSecond, age, time, width, height, window,
+ *                               outstanding, rtt, cameraFps, queueDelay, frames, state, reason,
+ *                               connection}; time: capture time of the frame shown (Unix s)
  *   .lastJpeg()                 {jpeg: Uint8Array, meta} of the frame shown last, or null
  *   .camera, .state, .reason, .connection
  */
 
+import { pickDecoder } from "./decode.js";
 import { FlowControl } from "./flow.js";
 import {
   CLOSE,
@@ -57,8 +61,9 @@ function clock() {
 }
 
 export class CameraStream {
-  constructor(camera, { onFrame, onState, onHello, onConnection, loc } = {}) {
+  constructor(camera, { onFrame, onState, onHello, onConnection, loc, decoder } = {}) {
     this.camera = camera;
+    this.decoder = decoder || pickDecoder();
     this.onFrame = onFrame || ((bitmap) => bitmap.close());
     this.onState = onState || (() => {});
     this.onHello = onHello || (() => {});
@@ -299,7 +304,7 @@ export class CameraStream {
     const generation = this.generation;
     let bitmap = null;
     try {
-      bitmap = await createImageBitmap(new Blob([frame.jpeg], { type: "image/jpeg" }));
+      bitmap = await this.decoder.decode(frame.jpeg);
     } catch (err) {
       console.warn(`pyimagestream: ${this.camera}: frame ${frame.meta.seq} did not decode`);
     }
@@ -339,6 +344,7 @@ export class CameraStream {
       fps: rate.perSecond,
       bytesPerSecond: rate.bytesPerSecond,
       age: shown ? this.flow.ageOf(shown.meta, shown.arrivedAt, now) : NaN,
+      time: shown ? shown.meta.time : NaN,
       width: shown ? shown.meta.width : 0,
       height: shown ? shown.meta.height : 0,
       frames: this.frames,

@@ -2,20 +2,31 @@
  * view.js — one camera on the page: its picture, a plain-words status, the statistics overlay.
  *
  * Draws decoded ImageBitmaps into a canvas through the "bitmaprenderer" context (the bitmap
- * is handed over, not copied, and so is freed with the next one). Whenever the picture is not
+ * is handed over, not copied, and so is freed with the next one), or, where the browser
+ * decodes into <img> elements instead (decode.js), through a "2d" context. The canvas always
+ * holds the frame at full resolution; a full-size view zooms and pans it (zoom.js), and
+ * new frames keep the zoom. Its caption says the camera's state and the frame's capture
+ * time. Whenever the picture is not
  * live — connecting, reconnecting, paused, camera starting, sleeping or offline — a status
  * line over it says so and the last frame is dimmed, so a frozen picture is never shown
  * without comment.
  *
  * Interface:
- *   new CameraView(camera, {compact})  compact: a grid tile (smaller text, no overlay labels)
+ *   new CameraView(camera, {compact, bitmaps, onZoom})
+ *                            compact: a grid tile (smaller text, no zoom); bitmaps: frames
+ *                            come as ImageBitmaps (default true); onZoom(zoom): the zoom of a
+ *                            full-size view changed
  *   .element                 the <figure>, to be placed in the page
- *   .showFrame(bitmap, meta) draw a frame (takes ownership of the bitmap)
+ *   .zoom                    the Zoom of a full-size view (null for a tile)
+ *   .showFrame(picture, meta) draw a frame (takes ownership of the ImageBitmap or image)
  *   .update(stats)           status line, badge, aria-label and data-* attributes from
  *                            CameraStream.stats(); the overlay too when it is visible
  *   .setSize(width, height)  reserve the picture's shape before the first frame
  *   .canvas
+ *   .destroy()               the view left the page
  */
+
+import { Zoom } from "./zoom.js";
 
 const STATE_WORDS = {
   starting: "starting",
@@ -55,12 +66,19 @@ export function describe(stats) {
   }
 }
 
+function clockTime(unixSeconds) {
+  if (!Number.isFinite(unixSeconds)) return "";
+  const d = new Date(unixSeconds * 1000);
+  const two = (n) => String(n).padStart(2, "0");
+  return `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
+}
+
 function fmt(value, digits = 0) {
   return Number.isFinite(value) ? value.toFixed(digits) : "–";
 }
 
 export class CameraView {
-  constructor(camera, { compact = false } = {}) {
+  constructor(camera, { compact = false, bitmaps = true, onZoom } = {}) {
     this.camera = camera;
     const figure = document.createElement("figure");
     figure.className = compact ? "camera compact" : "camera";
@@ -73,7 +91,7 @@ export class CameraView {
     canvas.width = 1280;
     canvas.height = 720;
     this.canvas = canvas;
-    this.context = canvas.getContext("bitmaprenderer");
+    this.context = bitmaps ? canvas.getContext("bitmaprenderer") : null;
     this.context2d = this.context ? null : canvas.getContext("2d");
 
     const status = document.createElement("p");
@@ -114,10 +132,15 @@ export class CameraView {
     badge.className = "badge";
     badge.textContent = "starting";
     this.badge = badge;
-    caption.append(name, " ", badge);
+    const when = document.createElement("time");
+    when.className = "when";
+    when.title = "Capture time of the frame shown";
+    this.when = when;
+    caption.append(name, " ", badge, " ", when);
 
     figure.append(picture, caption);
     this.element = figure;
+    this.zoom = compact ? null : new Zoom(picture, canvas, { onChange: onZoom });
     this.lastText = null;
     this.update({ connection: "connecting", state: "starting", frames: 0 });
   }
@@ -126,11 +149,17 @@ export class CameraView {
     if (width > 0 && height > 0 && (this.canvas.width !== width || this.canvas.height !== height)) {
       this.canvas.width = width;
       this.canvas.height = height;
+      this.element.style.setProperty("--aspect", `${width} / ${height}`);
+      if (this.zoom) this.zoom.setContentSize(width, height);
     }
   }
 
+  destroy() {
+    if (this.zoom) this.zoom.destroy();
+  }
+
   showFrame(bitmap, meta) {
-    this.setSize(bitmap.width, bitmap.height);
+    this.setSize(bitmap.naturalWidth || bitmap.width, bitmap.naturalHeight || bitmap.height);
     if (this.context) {
       this.context.transferFromImageBitmap(bitmap); // takes the bitmap: nothing to close
     } else {
@@ -151,6 +180,11 @@ export class CameraView {
     const state = STATE_WORDS[stats.state] || stats.state;
     const shown = stats.connection === "open" ? (stats.paused ? "paused" : state) : stats.connection;
     if (this.badge.textContent !== shown) this.badge.textContent = shown;
+    const when = clockTime(stats.time);
+    if (this.when.textContent !== when) {
+      this.when.textContent = when;
+      if (Number.isFinite(stats.time)) this.when.dateTime = new Date(stats.time * 1000).toISOString();
+    }
     const label =
       text === ""
         ? `Live picture from camera ${this.camera}`
