@@ -76,7 +76,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--dump-config", action="store_true", help="print the effective configuration and exit"
     )
     parser.add_argument(
-        "--list-cameras", action="store_true", help="list V4L2 capture devices and exit"
+        "--list-cameras",
+        action="store_true",
+        help="list V4L2 capture devices and libcamera cameras, and exit",
     )
     parser.add_argument("--version", action="version", version=f"pyimagestreamd {__version__}")
     from pyimagestreamd.admincli import add_parsers  # noqa: PLC0415
@@ -89,8 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.list_cameras:
         from pyimagestreamd.cameralist import format_camera_list, list_cameras  # noqa: PLC0415
+        from pyimagestreamd.libcameras import format_libcamera_list, list_libcameras  # noqa: PLC0415
 
         sys.stdout.write(format_camera_list(list_cameras()))
+        sys.stdout.write(format_libcamera_list(*list_libcameras()))
         return 0
     try:
         config = load_config(args.config)

@@ -152,6 +152,26 @@ def inspect(data: bytes) -> Inspection:
     return Inspection(verdict, sos_at=pos, end_at=end, has_dht=has_dht)
 
 
+def jpeg_size(data: bytes) -> tuple[int, int]:
+    """Width and height from the start-of-frame header; (0, 0) if there is none."""
+    pos, size = 2, len(data)
+    while pos + 9 <= size and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker in _STANDALONE:
+            pos += 2
+            continue
+        if marker in _SOF:
+            height, width = struct.unpack_from(">HH", data, pos + 5)
+            return width, height
+        if marker == _SOS:
+            break
+        pos += 2 + (data[pos + 2] << 8 | data[pos + 3])
+    return 0, 0
+
+
 @dataclass(slots=True)
 class MjpegChecker:
     """Checks one camera's frames and counts what it had to repair or drop.

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pyimagestreamd import v4l2config
+from pyimagestreamd import pipeline, v4l2config
 from pyimagestreamd.schema import Checker, Path, SourceOptions
 
 if TYPE_CHECKING:
@@ -65,8 +65,18 @@ SOURCE_TYPES = (
         TESTPATTERN, "testpattern", lambda s: s == TESTPATTERN, (), _no_options, _testpattern
     ),
     SourceType("v4l2", "V4L2", v4l2config.claims, v4l2config.KEYS, v4l2config.parse_options, _v4l2),
+    SourceType(
+        "exec",
+        "exec",
+        pipeline.claims,
+        pipeline.KEYS,
+        pipeline.parse_options,
+        pipeline.PipelineSource,
+    ),
 )
-EXPECTED_SOURCE = f"'{TESTPATTERN}' or a V4L2 device path such as /dev/video0"
+EXPECTED_SOURCE = (
+    f"'{TESTPATTERN}', a V4L2 device path such as /dev/video0 or '{pipeline.EXEC}' (with a command)"
+)
 
 
 def source_type(source: str) -> SourceType | None:

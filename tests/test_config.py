@@ -20,6 +20,21 @@ def test_shipped_config_is_valid_and_matches_code_defaults() -> None:
     assert shipped == code
 
 
+def test_shipped_config_examples_are_valid_when_uncommented() -> None:
+    """The commented camera entries in etc/pyimagestream.yaml (webcam, Pi camera, RTSP) validate."""
+    import re
+
+    lines = (TOP / "etc" / "pyimagestream.yaml").read_text().splitlines()
+    entries = ["  " + line[4:] for line in lines if re.match(r"^  # (\S+:$|  )", line)]
+    cfg = parse_config("cameras:\n" + "\n".join(entries) + "\n")
+    assert [(c.name, c.kind) for c in cfg.cameras] == [
+        ("webcam", "v4l2"),
+        ("picam", "exec"),
+        ("rtsp", "exec"),
+    ]
+    assert cfg.cameras[1].options.command[0] == "rpicam-vid"  # type: ignore[attr-defined]
+
+
 def test_partial_file_takes_defaults() -> None:
     """A file naming one camera and one key gets the defaults for everything else."""
     cfg = parse_config("cameras:\n  aquarium:\n    fps: 5\n")
@@ -50,6 +65,20 @@ def test_v4l2_keys_keep_their_meaning_in_existing_files() -> None:
     assert cam.options == V4L2Options("yuyv", "full", 3, (("brightness", 5),))
 
 
+def test_exec_command_as_a_string_is_split_like_a_shell_does() -> None:
+    """`command:` as one string becomes argv by shell rules, without running a shell."""
+    from pyimagestreamd.pipeline import PipelineOptions
+
+    cam = parse_config(
+        "cameras:\n  pi:\n    source: exec\n"
+        "    command: rpicam-vid -t 0 -n --codec mjpeg --annotate 'a b' -o -\n"
+    ).cameras[0]
+    assert cam.kind == "exec"
+    assert cam.options == PipelineOptions(
+        command=("rpicam-vid", "-t", "0", "-n", "--codec", "mjpeg", "--annotate", "a b", "-o", "-")
+    )
+
+
 def test_test_pattern_has_no_source_keys() -> None:
     """The test pattern's own section is empty: its options are the base type."""
     cam = parse_config("cameras:\n  t: {}\n").cameras[0]
@@ -77,12 +106,16 @@ BAD = [
     ("cameras:\n  c:\n    quality: 101\n", "cameras.c.quality: invalid value 101: expected an integer 1..100 (line 3)"),
     ("cameras:\n  c:\n    stop_delay: -1\n", "cameras.c.stop_delay: invalid value -1: expected a number of seconds 0..3600 (line 3)"),
     ("cameras:\n  c:\n    stop_delay: .nan\n", "cameras.c.stop_delay: invalid value nan: expected a number of seconds 0..3600 (line 3)"),
-    ("cameras:\n  c:\n    source: video0\n", "cameras.c.source: invalid value 'video0': expected 'testpattern' or a V4L2 device path such as /dev/video0 (line 3)"),
+    ("cameras:\n  c:\n    source: video0\n", "cameras.c.source: invalid value 'video0': expected 'testpattern', a V4L2 device path such as /dev/video0 or 'exec' (with a command) (line 3)"),
     ("cameras:\n  c:\n    source: /dev/video0\n    format: h264\n", "cameras.c.format: invalid value 'h264': expected one of auto, mjpeg, yuyv, nv12, yu12 (line 4)"),
     ("cameras:\n  c:\n    source: /dev/video0\n    resolution: 1080p\n", "cameras.c.resolution: unknown key: expected one of source, width, height, fps, quality, stop_delay, format, yuv_range, input, controls (line 4)"),
     ("cameras:\n  c:\n    resolution: 1080p\n", "cameras.c.resolution: unknown key: expected one of source, width, height, fps, quality, stop_delay (line 3)"),
     ("cameras:\n  c:\n    format: mjpeg\n", "cameras.c.format: unknown key for a testpattern source (format is a V4L2 key): expected one of source, width, height, fps, quality, stop_delay (line 3)"),
-    ("cameras:\n  c:\n    source: 7\n", "cameras.c.source: invalid value 7: expected 'testpattern' or a V4L2 device path such as /dev/video0 (line 3)"),
+    ("cameras:\n  c:\n    source: 7\n", "cameras.c.source: invalid value 7: expected 'testpattern', a V4L2 device path such as /dev/video0 or 'exec' (with a command) (line 3)"),
+    ("cameras:\n  c: {source: exec}\n", "cameras.c.command: invalid value None: expected a command: a list of arguments or one string split like a shell does (no shell runs)"),
+    ("cameras:\n  c:\n    source: exec\n    command: [ffmpeg, 3]\n", "cameras.c.command: invalid value 3: expected arguments that are strings without NUL (line 4)"),
+    ("cameras:\n  c:\n    source: exec\n    command: \"rpicam-vid 'x\"\n", "cameras.c.command: invalid value \"rpicam-vid 'x\": expected a command: a list of arguments or one string split like a shell does (no shell runs); No closing quotation (line 4)"),
+    ("cameras:\n  c: {source: exec, command: x, term_timeout: 9}\n", "cameras.c.term_timeout: invalid value 9: expected a number of seconds 0..4 (line 2)"),
     ("cameras:\n  c: 5\n", "cameras.c: invalid value 5: expected a mapping (line 2)"),
     ("cameras:\n  c: {source: /dev/video0, controls: {Brightness: 3}}\n", "cameras.c.controls.Brightness: invalid value 'Brightness': expected a control name (line 2)"),
     ("cameras:\n  c:\n    source: /dev/video0\n    controls: {brightness: high}\n", "cameras.c.controls.brightness: invalid value 'high': expected an integer -2147483648..2147483647 (line 4)"),
