@@ -1,5 +1,6 @@
 # The single entry point: CI calls only these targets.
 #   make run          install what is needed, run the daemon with etc/pyimagestream.yaml
+#                     (another file: make run CONFIG=path/to/file.yaml)
 #   make test         unit, network and browser tests (real sockets, real Chromium)
 #   make lint         ruff + mypy --strict
 #   make bench        throughput benchmark against a bare websockets server
@@ -14,24 +15,36 @@
 PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
+CONFIG ?= etc/pyimagestream.yaml
 # pip must not pick up a machine's own index configuration: the pins carry hashes.
 export PIP_CONFIG_FILE := /dev/null
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: run test unit-test browser-test lint bench deb system-test vm-test bench-vm bench-link deps clean
 
-$(VENV)/.stamp: requirements.txt requirements-dev.txt
+# Two steps in one venv: the runtime pins (all `make run` needs), then the development tools
+# (pytest, ruff, mypy) on top for the targets that need them.
+$(VENV)/.stamp-run: requirements.txt
 	tools/install-deps --check-venv || tools/install-deps base
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install --quiet --require-hashes --no-deps \
-		-r requirements.txt -r requirements-dev.txt
+	$(VPY) -m pip install --quiet --require-hashes --no-deps -r requirements.txt
+	# `pyimagestreamd` as a command of the venv, running this tree's code from any folder.
+	$(VPY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))' \
+		| xargs -I{} sh -c 'echo "$(CURDIR)" > "{}/pyimagestream-source-tree.pth"'
+	printf '#!/bin/sh\nexec "$$(dirname "$$0")/python" -m pyimagestreamd "$$@"\n' \
+		> $(VENV)/bin/pyimagestreamd
+	chmod +x $(VENV)/bin/pyimagestreamd
+	touch $@
+
+$(VENV)/.stamp: $(VENV)/.stamp-run requirements-dev.txt
+	$(VPY) -m pip install --quiet --require-hashes --no-deps -r requirements-dev.txt
 	touch $@
 
 venv: $(VENV)/.stamp
 
-run: $(VENV)/.stamp
-	$(VPY) -m pyimagestreamd --config etc/pyimagestream.yaml
+run: $(VENV)/.stamp-run
+	$(VENV)/bin/pyimagestreamd --config $(CONFIG)
 
 test: unit-test browser-test
 
@@ -42,8 +55,8 @@ browser-test: $(VENV)/.stamp
 	tests/browser/run
 
 lint: $(VENV)/.stamp
-	$(VENV)/bin/ruff format --check pyimagestreamd tests bench tools/pin-requirements
-	$(VENV)/bin/ruff check pyimagestreamd tests bench tools/pin-requirements
+	$(VENV)/bin/ruff format --check pyimagestreamd tests bench tools/pin-requirements tools/make-icons
+	$(VENV)/bin/ruff check pyimagestreamd tests bench tools/pin-requirements tools/make-icons
 	$(VENV)/bin/mypy pyimagestreamd
 
 bench: $(VENV)/.stamp
