@@ -61,6 +61,22 @@ class CameraState(enum.Enum):
     OFFLINE = "offline"  # failed; retrying with back-off
 
 
+class Clock:
+    """Time as the capture loop sees it: the frame timeout and the back-off.
+
+    Unit tests give a source a virtual clock, so "offline after 5 s without frames" and the
+    back-off sequence are checked exactly and without waiting. (The watchdog heartbeat,
+    `progress_at`, stays on real time: it is about real hangs.)
+    """
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def wait(self, stop: threading.Event, seconds: float) -> bool:
+        """Wait `seconds` or until `stop` is set; True if it was set."""
+        return stop.wait(seconds)
+
+
 class CameraError(Exception):
     """The camera cannot deliver; the message is the one-line reason shown to users."""
 
@@ -75,6 +91,8 @@ class FrameSink(Protocol):
 
 class CaptureSource(ABC):
     """Runs one capture thread for one camera; subclasses implement open/read/close."""
+
+    clock = Clock()
 
     def __init__(self, config: CameraConfig) -> None:
         self.config = config
@@ -190,6 +208,8 @@ class CaptureSource(ABC):
                 break
             self.counters["errors"] += 1
             if reason != last_reason:
+                # Once per reason, not once per retry: a camera unplugged for a night would
+                # otherwise write a line every 5 s.
                 log.warning("camera %s offline: %s", name, reason)
                 last_reason = reason
             sink.on_state(CameraState.OFFLINE, reason)
@@ -199,20 +219,21 @@ class CaptureSource(ABC):
                 log.exception("camera %s: cannot draw the offline card", name)
             delay = RETRY_DELAYS[min(self._attempt, len(RETRY_DELAYS) - 1)]
             self._attempt += 1
-            deadline = time.monotonic() + delay
-            while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            deadline = self.clock.now() + delay
+            # In steps of READ_TIMEOUT, so a stop request is noticed within half a second.
+            while not stop.is_set() and (left := deadline - self.clock.now()) > 0:
                 self.progress_at = time.monotonic()
-                stop.wait(min(left, READ_TIMEOUT))
+                self.clock.wait(stop, min(left, READ_TIMEOUT))
         log.debug("camera %s: capture thread ends", name)
 
     def _stream(self, sink: FrameSink, stop: threading.Event) -> str:
         """Read frames until stopped; return "" on a stop request, or raise CameraError."""
         live = False
-        last_frame_at = time.monotonic()
+        last_frame_at = self.clock.now()
         while not stop.is_set():
             frame = self.read(READ_TIMEOUT)
-            now = time.monotonic()
-            self.progress_at = now
+            now = self.clock.now()
+            self.progress_at = time.monotonic()
             if frame is None:
                 if now - last_frame_at > self.frame_timeout:
                     raise CameraError(f"no frames for {now - last_frame_at:.0f} s")

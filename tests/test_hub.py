@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from conftest import timeout
+
 from pyimagestreamd.camera import CameraState
 from pyimagestreamd.frame import Frame
 from pyimagestreamd.hub import Hub
@@ -79,20 +81,25 @@ async def test_first_viewer_wants_capture_and_last_one_stops_after_delay() -> No
     hub.remove_viewer()
     hub.remove_viewer()
     assert changes == [True]  # not yet: the stop delay runs
-    await asyncio.sleep(0.1)
-    assert changes == [True, False]
+    async with asyncio.timeout(timeout(5)):
+        while changes != [True, False]:
+            await asyncio.sleep(0.01)
     assert not hub.wants_capture
 
 
 async def test_viewer_returning_within_delay_cancels_the_stop() -> None:
     """A viewer coming back before stop_delay ends keeps the camera running."""
     changes: list[bool] = []
-    hub = Hub("c", 0.05, on_demand=changes.append)
+    hub = Hub("c", 0.3, on_demand=changes.append)
     hub.add_viewer()
     hub.remove_viewer()
-    await asyncio.sleep(0.02)
+    # One turn of the loop between leaving and coming back: far less than 0.3 s even on a
+    # busy machine (a wait measured in time here could outlast the delay and flake).
+    await asyncio.sleep(0)
     hub.add_viewer()
-    await asyncio.sleep(0.1)
+    # Past the original stop time: the cancelled stop must not happen (waiting longer on a
+    # slow machine only makes the check stricter).
+    await asyncio.sleep(0.45)
     assert changes == [True]
     assert hub.wants_capture
 

@@ -7,7 +7,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,12 @@ class NotifySocket:
     def count(self, text: str) -> int:
         return sum(text in m for m in self.messages)
 
+    async def wait_for(self, condition: Callable[[], bool], seconds: float = 10) -> None:
+        """Wait until `condition()` holds (checked as messages arrive), or fail."""
+        async with asyncio.timeout(timeout(seconds)):
+            while not condition():
+                await asyncio.sleep(0.01)
+
 
 @pytest.fixture
 async def notify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[NotifySocket]:
@@ -59,7 +65,7 @@ async def test_notifier_keeps_non_ascii_status(notify: NotifySocket) -> None:
     n.status("küche: offline (Gerät entfernt)")
     n.status("küche: offline (Gerät entfernt)")  # unchanged: not sent again
     n.close()
-    await asyncio.sleep(0.1)
+    await notify.wait_for(lambda: len(notify.messages) >= 2)
     assert notify.messages == [
         "READY=1\nSTATUS=küche: live 5.0 fps, 1 viewers — 水族館",
         "STATUS=küche: offline (Gerät entfernt)",
@@ -108,17 +114,23 @@ async def test_daemon_ready_status_and_watchdog_follow_health(
     task = asyncio.ensure_future(daemon.run())
     try:
         await asyncio.wait_for(daemon.wait_ready(), timeout(10))
-        await asyncio.sleep(0.3)
+        await notify.wait_for(lambda: notify.count("WATCHDOG=1") >= 2)
         assert notify.messages[0].startswith("READY=1\nSTATUS=0 clients; küche: sleeping")
-        assert notify.count("WATCHDOG=1") >= 2
         async with ws_connect(RunningDaemon(daemon, task), "/websocket/k%C3%BCche") as ws:
             await ws.send("x")
             check_jpeg(await asyncio.wait_for(ws.recv(), timeout(10)))
-            await asyncio.sleep(0.5)
-            assert any("küche: live" in m and "1 viewers" in m for m in notify.messages)
+            await notify.wait_for(
+                lambda: any("küche: live" in m and "1 viewers" in m for m in notify.messages)
+            )
             HangingSource.hang.set()
-            await asyncio.sleep(1.5)  # past the 1 s stall limit
+            # Past the 1 s stall limit: the daemon sees the hang (and then stops petting).
+            async with asyncio.timeout(timeout(10)):
+                while not daemon.health_problem():
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(0.15)  # a pet sent just before is still in the socket
             pets = notify.count("WATCHDOG=1")
+            # Five pet intervals in which nothing may arrive: a slow machine only makes the
+            # check stricter.
             await asyncio.sleep(0.5)
             assert notify.count("WATCHDOG=1") == pets, "petted while capture was hung"
             HangingSource.hang.clear()
