@@ -5,7 +5,7 @@
 files) or `gst-launch-1.0 ... ! jpegenc ! fdsink`. Its hooks run in the camera's one capture
 thread: `open()` starts the command in its own session (no shell; its own process group),
 `read()` waits on its stdout and stderr with a bound, cuts JPEGs out of the byte stream
-(mjpegstream.py) and checks each like V4L2 MJPEG (mjpeg.py); `close()` ends the whole
+(mjpegsplit.py) and checks each like V4L2 MJPEG (mjpeg.py); `close()` ends the whole
 process group, SIGTERM and then SIGKILL after `term_timeout`, and reaps it (no zombie).
 camera.py does the rest exactly as for a V4L2 camera: started by the first viewer, stopped
 after `stop_delay`, restarted with back-off when the command exits or goes silent for
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from pyimagestreamd.camera import CameraError, CaptureSource
 from pyimagestreamd.frame import Frame
 from pyimagestreamd.mjpeg import MjpegChecker, jpeg_size
-from pyimagestreamd.mjpegstream import StreamSplitter
+from pyimagestreamd.mjpegsplit import StreamSplitter
 from pyimagestreamd.ratelimit import RateLimitedLog
 from pyimagestreamd.redact import redact
 from pyimagestreamd.schema import Checker, Path, SourceOptions

@@ -1,11 +1,12 @@
 """Sources: the registry of capture source types, explicit in one table.
 
-A camera's `source:` value picks its type (`testpattern`, a `/dev/...` V4L2 node, ...).
-Each type brings the names of its own config keys, the schema function that validates them
-(living beside the source, e.g. `v4l2config.py`) and a factory for its `CaptureSource`.
-config.py asks this table which type a camera is and lets the type validate its keys; the
-daemon is handed a `SourceFactory` (by default `create_source` below; tests pass their own
-fakes) and never imports a source module itself.
+A camera's `source:` value picks its type (`testpattern`, a `/dev/...` V4L2 node, `exec`
+with a command, an `http(s)://` URL). Each type brings the names of its own config keys,
+the schema function that validates them (living beside the source: `v4l2config.py`,
+`pipeline.py`, `netcam.py`) and a factory for its `CaptureSource`. config.py asks this
+table which type a camera is and lets the type validate its keys; the daemon is handed a
+`SourceFactory` (by default `create_source` below; tests pass their own fakes) and never
+imports a source module itself.
 
 The V4L2 and test-pattern classes are imported when a camera of that kind is created:
 they pull in numpy and linuxpy, which `--check-config` does not need.
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pyimagestreamd import pipeline, v4l2config
+from pyimagestreamd import netcam, pipeline, v4l2config
 from pyimagestreamd.schema import Checker, Path, SourceOptions
 
 if TYPE_CHECKING:
@@ -73,9 +74,13 @@ SOURCE_TYPES = (
         pipeline.parse_options,
         pipeline.PipelineSource,
     ),
+    SourceType(
+        "http", "http", netcam.claims, netcam.KEYS, netcam.parse_options, netcam.NetworkSource
+    ),
 )
 EXPECTED_SOURCE = (
-    f"'{TESTPATTERN}', a V4L2 device path such as /dev/video0 or '{pipeline.EXEC}' (with a command)"
+    f"'{TESTPATTERN}', a V4L2 device path such as /dev/video0, '{pipeline.EXEC}' (with a"
+    " command) or an http:// or https:// URL"
 )
 
 

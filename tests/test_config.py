@@ -79,6 +79,19 @@ def test_exec_command_as_a_string_is_split_like_a_shell_does() -> None:
     )
 
 
+def test_credentials_in_the_url_are_kept_apart_and_redacted() -> None:
+    """user:password@ moves out of the URL; --dump-config shows the user, not the password."""
+    from pyimagestreamd.netcam import NetworkOptions
+
+    cfg = parse_config("cameras:\n  r: {source: 'https://me:p%40ss@pi.local:8888/stream.mjpg'}\n")
+    cam = cfg.cameras[0]
+    assert (cam.kind, cam.source) == ("http", "https://pi.local:8888/stream.mjpg")
+    assert cam.options == NetworkOptions(username="me", password="p@ss")
+    assert "p@ss" not in repr(cam)
+    dumped = cfg.to_dict()["cameras"]["r"]
+    assert (dumped["username"], dumped["password"]) == ("me", "***")
+
+
 def test_test_pattern_has_no_source_keys() -> None:
     """The test pattern's own section is empty: its options are the base type."""
     cam = parse_config("cameras:\n  t: {}\n").cameras[0]
@@ -106,16 +119,20 @@ BAD = [
     ("cameras:\n  c:\n    quality: 101\n", "cameras.c.quality: invalid value 101: expected an integer 1..100 (line 3)"),
     ("cameras:\n  c:\n    stop_delay: -1\n", "cameras.c.stop_delay: invalid value -1: expected a number of seconds 0..3600 (line 3)"),
     ("cameras:\n  c:\n    stop_delay: .nan\n", "cameras.c.stop_delay: invalid value nan: expected a number of seconds 0..3600 (line 3)"),
-    ("cameras:\n  c:\n    source: video0\n", "cameras.c.source: invalid value 'video0': expected 'testpattern', a V4L2 device path such as /dev/video0 or 'exec' (with a command) (line 3)"),
+    ("cameras:\n  c:\n    source: video0\n", "cameras.c.source: invalid value 'video0': expected 'testpattern', a V4L2 device path such as /dev/video0, 'exec' (with a command) or an http:// or https:// URL (line 3)"),
     ("cameras:\n  c:\n    source: /dev/video0\n    format: h264\n", "cameras.c.format: invalid value 'h264': expected one of auto, mjpeg, yuyv, nv12, yu12 (line 4)"),
     ("cameras:\n  c:\n    source: /dev/video0\n    resolution: 1080p\n", "cameras.c.resolution: unknown key: expected one of source, width, height, fps, quality, stop_delay, format, yuv_range, input, controls (line 4)"),
     ("cameras:\n  c:\n    resolution: 1080p\n", "cameras.c.resolution: unknown key: expected one of source, width, height, fps, quality, stop_delay (line 3)"),
     ("cameras:\n  c:\n    format: mjpeg\n", "cameras.c.format: unknown key for a testpattern source (format is a V4L2 key): expected one of source, width, height, fps, quality, stop_delay (line 3)"),
-    ("cameras:\n  c:\n    source: 7\n", "cameras.c.source: invalid value 7: expected 'testpattern', a V4L2 device path such as /dev/video0 or 'exec' (with a command) (line 3)"),
+    ("cameras:\n  c:\n    source: 7\n", "cameras.c.source: invalid value 7: expected 'testpattern', a V4L2 device path such as /dev/video0, 'exec' (with a command) or an http:// or https:// URL (line 3)"),
     ("cameras:\n  c: {source: exec}\n", "cameras.c.command: invalid value None: expected a command: a list of arguments or one string split like a shell does (no shell runs)"),
     ("cameras:\n  c:\n    source: exec\n    command: [ffmpeg, 3]\n", "cameras.c.command: invalid value 3: expected arguments that are strings without NUL (line 4)"),
     ("cameras:\n  c:\n    source: exec\n    command: \"rpicam-vid 'x\"\n", "cameras.c.command: invalid value \"rpicam-vid 'x\": expected a command: a list of arguments or one string split like a shell does (no shell runs); No closing quotation (line 4)"),
     ("cameras:\n  c: {source: exec, command: x, term_timeout: 9}\n", "cameras.c.term_timeout: invalid value 9: expected a number of seconds 0..4 (line 2)"),
+    ("cameras:\n  c: {source: 'http://u:pw@cam/x', password: p2}\n", "cameras.c.password: invalid value '...': expected credentials in one place: in the URL or in username/password, not both (line 2)"),
+    ("cameras:\n  c: {source: 'http://cam/x', username: 'a:b'}\n", "cameras.c.username: invalid value 'a:b': expected a user name without ':' (line 2)"),
+    ("cameras:\n  c: {source: 'http://cam/x', password: pw}\n", "cameras.c.password: invalid value '***': expected a username with it (line 2)"),
+    ("cameras:\n  c: {source: 'http://u:pw@:80/x'}\n", "cameras.c.source: invalid value 'http://:80/x': expected an http:// or https:// URL with a host (line 2)"),
     ("cameras:\n  c: 5\n", "cameras.c: invalid value 5: expected a mapping (line 2)"),
     ("cameras:\n  c: {source: /dev/video0, controls: {Brightness: 3}}\n", "cameras.c.controls.Brightness: invalid value 'Brightness': expected a control name (line 2)"),
     ("cameras:\n  c:\n    source: /dev/video0\n    controls: {brightness: high}\n", "cameras.c.controls.brightness: invalid value 'high': expected an integer -2147483648..2147483647 (line 4)"),

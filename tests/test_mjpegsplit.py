@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pyimagestreamd.mjpeg import jpeg_size
-from pyimagestreamd.mjpegstream import StreamSplitter
+from pyimagestreamd.mjpegsplit import StreamSplitter
 from pyimagestreamd.testpattern import TestPattern
 
 
