@@ -81,6 +81,24 @@ async def test_runner_whose_reconcile_raises_exits_1(
     assert "RuntimeError: reconcile broke" in caplog.text
 
 
+async def test_reload_that_fails_unexpectedly_exits_1(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reload that raises something other than a config error (a bug) ends the daemon."""
+
+    async def broken(self: Daemon) -> bool:
+        raise RuntimeError("reload broke")
+
+    monkeypatch.setattr(Daemon, "_reload", broken)
+    daemon = Daemon(make_config(CAMS))
+    task = asyncio.ensure_future(daemon.run())
+    await asyncio.wait_for(daemon.wait_ready(), timeout(10))
+    daemon.request_reload()
+    assert await asyncio.wait_for(task, timeout(10)) == 1
+    assert "core task reload failed unexpectedly: exiting" in caplog.text
+    assert "RuntimeError: reload broke" in caplog.text
+
+
 async def test_stop_signal_still_exits_0(caplog: pytest.LogCaptureFixture) -> None:
     """Cancelling the core tasks at an ordinary stop is not mistaken for a failure."""
     daemon = Daemon(make_config(CAMS))
