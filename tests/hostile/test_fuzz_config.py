@@ -23,7 +23,7 @@ FUZZ = settings(
     max_examples=1000,
     derandomize=True,
     database=None,
-    deadline=timeout(2.0) * 1000,  # ms: a hang or an expansion shows as a deadline miss
+    deadline=timeout(5.0) * 1000,  # ms: a hang or an expansion shows as a deadline miss
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
