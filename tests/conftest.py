@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import struct
+import subprocess
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -167,7 +169,8 @@ async def spawn_daemon(tmp_path: Path, text: str) -> DaemonProcess:
     import sys
 
     path = tmp_path / "pyimagestream.yaml"
-    path.write_text("server: {listen: 127.0.0.1, port: 0}\n" + text)
+    base = "" if text.startswith("server:") else "server: {listen: 127.0.0.1, port: 0}\n"
+    path.write_text(base + text)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "pyimagestreamd", "--config", str(path),
         cwd=TOP, stderr=asyncio.subprocess.PIPE,
@@ -206,3 +209,29 @@ async def spawn(tmp_path: Path) -> AsyncIterator[Callable[[str], Awaitable[Daemo
         if dp.proc.returncode is None:
             dp.proc.kill()
             await dp.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[str]]:
+    """A 20-frame MJPEG file made by ffmpeg, and the SHA-256 of each of its JPEGs."""
+    folder = tmp_path_factory.mktemp("clip")
+    path = folder / "clip.mjpg"
+    run = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"]
+    subprocess.run(
+        [*run, "-f", "lavfi", "-i", "testsrc=size=320x240:rate=10", "-frames:v", "20",
+         "-c:v", "mjpeg", "-q:v", "5", "-f", "mjpeg", str(path)],
+        check=True, timeout=timeout(60),
+    )  # fmt: skip
+    # The JPEGs as ffmpeg itself cuts them (not our splitter): the reference for identity.
+    subprocess.run(
+        [*run, "-i", str(path), "-c:v", "copy", "-f", "image2", str(folder / "f%03d.jpg")],
+        check=True, timeout=timeout(60),
+    )  # fmt: skip
+    hashes = {hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.glob("f*.jpg")}
+    assert len(hashes) == 20
+    return path, hashes
+
+
+def ffmpeg_command(clip: Path) -> list[str]:
+    return ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1",
+            "-i", str(clip), "-c:v", "copy", "-f", "mjpeg", "-"]  # fmt: skip

@@ -7,42 +7,10 @@ import asyncio
 import hashlib
 import json
 import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-from conftest import deadline, timeout, ws_connect
-
-FFMPEG = shutil.which("ffmpeg")
-pytestmark = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg missing: run `make deps`")
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[str]]:
-    """A 20-frame MJPEG file made by ffmpeg, and the SHA-256 of each of its JPEGs."""
-    folder = tmp_path_factory.mktemp("clip")
-    path = folder / "clip.mjpg"
-    run = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"]
-    subprocess.run(
-        [*run, "-f", "lavfi", "-i", "testsrc=size=320x240:rate=10", "-frames:v", "20",
-         "-c:v", "mjpeg", "-q:v", "5", "-f", "mjpeg", str(path)],
-        check=True, timeout=timeout(60),
-    )  # fmt: skip
-    # The JPEGs as ffmpeg itself cuts them (not our splitter): the reference for identity.
-    subprocess.run(
-        [*run, "-i", str(path), "-c:v", "copy", "-f", "image2", str(folder / "f%03d.jpg")],
-        check=True, timeout=timeout(60),
-    )  # fmt: skip
-    hashes = {hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.glob("f*.jpg")}
-    assert len(hashes) == 20
-    return path, hashes
-
-
-def ffmpeg_command(clip: Path) -> list[str]:
-    return ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1",
-            "-i", str(clip), "-c:v", "copy", "-f", "mjpeg", "-"]  # fmt: skip
+from conftest import deadline, ffmpeg_command, timeout, ws_connect
 
 
 def camera_yaml(command: list[str], **keys: Any) -> str:
