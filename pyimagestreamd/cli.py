@@ -52,12 +52,9 @@ def setup_logging(level: str) -> None:
 
 
 def set_log_level(level: str) -> None:
+    # websockets' per-connection lines never reach the log: the server passes it a logger
+    # that keeps only its errors (rate-limited, see wsconn.py).
     logging.getLogger().setLevel(level.upper())
-    # websockets logs every failed handshake at INFO/ERROR with a traceback: one line of
-    # ours per client is enough, so keep its chatter for debugging only.
-    logging.getLogger("websockets").setLevel(
-        logging.DEBUG if level == "debug" else logging.CRITICAL
-    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

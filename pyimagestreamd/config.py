@@ -15,6 +15,7 @@ import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +50,25 @@ SYSTEM_DIRS = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    listen: str = "0.0.0.0"
+    # "::" serves IPv6 and IPv4 (the server clears IPV6_V6ONLY), or IPv4 only without IPv6.
+    listen: str = "::"
     port: int = 8888
     web_root: Path | None = None
     max_clients: int = 100
     allowed_origins: tuple[str, ...] = ()
     snapshot_timeout: float = 10.0
+    # Host names accepted besides IP literals, localhost and this machine's own names.
+    allowed_hosts: tuple[str, ...] = ()
+    # Connections one address may hold, and how many of them may still be sending a request.
+    max_clients_per_address: int = 32
+    max_pending_per_address: int = 16
+    # Addresses exempt from the per-address limits (a reverse proxy on this machine).
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    # A client that takes no data for this long while we have some for it is dropped.
+    send_timeout: float = 30.0
+    # Longest time to receive one request head, and to wait for the next one (keep-alive).
+    request_timeout: float = 10.0
+    idle_timeout: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +132,8 @@ class Config:
         server = dataclasses.asdict(self.server)
         server["web_root"] = str(self.server.web_root) if self.server.web_root else None
         server["allowed_origins"] = list(self.server.allowed_origins)
+        server["allowed_hosts"] = list(self.server.allowed_hosts)
+        server["trusted_proxies"] = list(self.server.trusted_proxies)
         cameras = {}
         for cam in self.cameras:
             entry: dict[str, Any] = {key: getattr(cam, key) for key in COMMON_KEYS}
@@ -142,6 +158,24 @@ def _is_address(text: str) -> bool:
         ipaddress.ip_address(text)
     except ValueError:
         return len(text) <= 253 and HOST_NAME.fullmatch(text) is not None
+    return True
+
+
+def _string_list(
+    check: Checker, path: tuple[str, ...], value: object, what: str, ok: Callable[[str], bool]
+) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise check.fail(path, value, "a list of " + what)
+    return [check.string(path, item, what, ok) for item in value]
+
+
+def _is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
     return True
 
 
@@ -196,6 +230,20 @@ def parse_config(text: str, base_dir: Path | None = None) -> Config:
             "origins like 'https://example.org' (scheme://host[:port])",
             lambda s: re.fullmatch(r"https?://[^/\s]+", s) is not None,
         )
+    hosts = _string_list(
+        check,
+        ("server", "allowed_hosts"),
+        srv.get("allowed_hosts", []),
+        "host names like 'cam.example.org' (no scheme, no port)",
+        lambda s: len(s) <= 253 and HOST_NAME.fullmatch(s) is not None,
+    )
+    proxies = _string_list(
+        check,
+        ("server", "trusted_proxies"),
+        srv.get("trusted_proxies", list(defaults.trusted_proxies)),
+        "IP addresses like '127.0.0.1'",
+        _is_ip_address,
+    )
     listen = srv.get("listen", defaults.listen)
     check.string(
         ("server", "listen"), listen, "an IP address (like 127.0.0.1 or ::) or a host name",
@@ -214,6 +262,32 @@ def parse_config(text: str, base_dir: Path | None = None) -> Config:
             srv.get("snapshot_timeout", defaults.snapshot_timeout),
             0.1,
             600,
+        ),
+        allowed_hosts=tuple(h.lower().rstrip(".") for h in hosts),
+        max_clients_per_address=check.integer(
+            ("server", "max_clients_per_address"),
+            srv.get("max_clients_per_address", defaults.max_clients_per_address),
+            1,
+            10000,
+        ),
+        max_pending_per_address=check.integer(
+            ("server", "max_pending_per_address"),
+            srv.get("max_pending_per_address", defaults.max_pending_per_address),
+            1,
+            10000,
+        ),
+        trusted_proxies=tuple(proxies),
+        send_timeout=check.number(
+            ("server", "send_timeout"), srv.get("send_timeout", defaults.send_timeout), 0.1, 3600
+        ),
+        request_timeout=check.number(
+            ("server", "request_timeout"),
+            srv.get("request_timeout", defaults.request_timeout),
+            0.1,
+            600,
+        ),
+        idle_timeout=check.number(
+            ("server", "idle_timeout"), srv.get("idle_timeout", defaults.idle_timeout), 0.1, 3600
         ),
     )
     log_level = check.choice(("log_level",), top.get("log_level", "info"), LOG_LEVELS)

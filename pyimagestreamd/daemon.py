@@ -166,15 +166,8 @@ class Daemon:
         await self._cancel([t for t in self._tasks if t not in runner_tasks])
         # 3. Stop accepting, close every WebSocket with 1001 and wait for the handlers.
         if self.server is not None:
-            try:
-                await asyncio.wait_for(self.server.close(), 3.0)
-            except TimeoutError:
-                # A client that does not answer the closing handshake would otherwise hold
-                # the exit for websockets' close_timeout (10 s): drop its connection.
-                stuck = list(self.server.clients)
-                log.warning("%d clients did not close within 3 s: dropping them", len(stuck))
-                for ws in stuck:
-                    ws.transport.abort()
+            # The server bounds the closing handshakes itself, then drops who is left.
+            await self.server.close()
         # 4. Stop the runners, then the capture threads (each returns within its bounded
         # read wait).
         await self._cancel(list(self._runner_tasks.values()))
@@ -233,8 +226,10 @@ class Daemon:
             elif hub.reason:
                 text += f" ({hub.reason})"
             parts.append(f"{text}, {hub.viewers} viewers")
-        clients = len(self.server.clients) if self.server else 0
-        return f"{clients} clients; " + "; ".join(parts)
+        if self.server is None:
+            return "0 clients; " + "; ".join(parts)
+        clients = len(self.server.clients)
+        return "; ".join([f"{clients} clients", *parts, self.server.stats.status_text()])
 
     async def _update_status(self) -> None:
         while True:

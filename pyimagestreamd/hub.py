@@ -2,7 +2,7 @@
 
 The middle of the data flow. The capture thread's frames arrive (through the runner, on the
 event loop) in `publish()`, which replaces the slot and wakes every waiter; each client
-handler then takes the newest frame it has not seen (`next_after`). There is no per-client
+handler then takes the newest frame it has not seen (`wait_frame_after`). There is no per-client
 queue, so a slow client only ever skips frames: it never builds a backlog and never slows
 anyone else. The hub also decides when the camera is wanted: from the first viewer until
 `stop_delay` seconds after the last one left (a viewer returning in between cancels the
@@ -96,16 +96,31 @@ class Hub:
             self._changed = asyncio.get_running_loop().create_future()
         return self._changed
 
-    async def wait_change(self) -> None:
-        """Wait until the next publish or state change."""
-        # One future is shared by all waiters: shield it, or one cancelled waiter (a client
-        # that disconnects) would cancel everybody's wait.
-        await asyncio.shield(self.change_future())
+    async def wait_change(self, until: asyncio.Future[None] | None = None) -> bool:
+        """Wait for the next publish or state change: the hub's one wait primitive.
 
-    async def next_after(self, seq: int) -> Frame:
-        """The newest frame numbered above `seq`, waiting for one if needed."""
+        Returns True on a change, False if `until` (e.g. "the client's connection closed")
+        completes first. No task is created and nothing shared is cancelled: cheap enough
+        for every frame of every client.
+        """
+        changed = self.change_future()
+        if until is None:
+            # One future is shared by all waiters: shield it, or one cancelled waiter (a
+            # client that disconnects) would cancel everybody's wait.
+            await asyncio.shield(changed)
+            return True
+        if until.done():
+            return False
+        await asyncio.wait({changed, until}, return_when=asyncio.FIRST_COMPLETED)
+        return not until.done()
+
+    async def wait_frame_after(
+        self, seq: int, until: asyncio.Future[None] | None = None
+    ) -> Frame | None:
+        """The newest frame numbered above `seq`, waiting for one; None if `until` came first."""
         while self.latest is None or self.latest.seq <= seq:
-            await self.wait_change()
+            if not await self.wait_change(until):
+                return None
         return self.latest
 
     def add_viewer(self) -> None:

@@ -183,7 +183,7 @@ async def spawn_daemon(tmp_path: Path, text: str) -> DaemonProcess:
             if not line:
                 raise RuntimeError("daemon exited: " + "".join(log))
             log.append(line)
-            if match := re.search(r"listening on 127\.0\.0\.1:(\d+)", line):
+            if match := re.search(r"open http://127\.0\.0\.1:(\d+)/", line):
                 break
 
     async def drain() -> None:

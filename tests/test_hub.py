@@ -25,20 +25,20 @@ async def test_publish_numbers_frames_and_keeps_only_the_latest() -> None:
     assert hub.latest is second
 
 
-async def test_next_after_returns_newest_unseen_and_skips_missed_frames() -> None:
+async def test_wait_frame_after_returns_newest_unseen_and_skips_missed_frames() -> None:
     """A client behind by several frames gets the newest one, never the ones in between."""
     hub = Hub("c", 1.0)
     for tag in (b"1", b"2", b"3"):
         hub.publish(frame(tag))
-    got = await hub.next_after(1)
+    got = await hub.wait_frame_after(1)
     assert got.seq == 3
 
 
-async def test_next_after_waits_and_never_repeats_a_frame() -> None:
+async def test_wait_frame_after_waits_and_never_repeats_a_frame() -> None:
     """A client that has the newest frame waits for the next one instead of getting it again."""
     hub = Hub("c", 1.0)
     hub.publish(frame())
-    waiter = asyncio.ensure_future(hub.next_after(1))
+    waiter = asyncio.ensure_future(hub.wait_frame_after(1))
     await asyncio.sleep(0.01)
     assert not waiter.done()
     hub.publish(frame())
@@ -48,8 +48,8 @@ async def test_next_after_waits_and_never_repeats_a_frame() -> None:
 async def test_cancelled_waiter_does_not_cancel_others() -> None:
     """One client leaving mid-wait (its wait cancelled) must not break the others' wait."""
     hub = Hub("c", 1.0)
-    leaving = asyncio.ensure_future(hub.next_after(0))
-    staying = asyncio.ensure_future(hub.next_after(0))
+    leaving = asyncio.ensure_future(hub.wait_frame_after(0))
+    staying = asyncio.ensure_future(hub.wait_frame_after(0))
     await asyncio.sleep(0.01)
     leaving.cancel()
     await asyncio.sleep(0.01)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,9 @@ async def test_protocol_2_reports_state_changes(start_daemon: Any) -> None:
             msg = await ws.recv()
             if isinstance(msg, str):
                 states.append(json.loads(msg)["state"])
-        assert "starting" in states or states[0] == "sleeping"
+        # hello says "sleeping"; the first request wakes the camera, which must be announced
+        # as starting before it is live (not only as live).
+        assert states[:3] == ["sleeping", "starting", "live"], states
         await ws.send('{"type": "resume"}')
         await ws.send('{"type": "next"}')
         _meta, jpeg = await recv_v2_frame(ws)
@@ -214,7 +217,9 @@ async def test_path_traversal_is_refused(start_daemon: Any, path: str) -> None:
     """No request path reaches a file outside web_root."""
     rd = await start_daemon(FAST)
     answer = await asyncio.to_thread(
-        raw_http, rd.port, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        raw_http,
+        rd.port,
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode(),
     )
     assert answer.startswith(b"HTTP/1.1 404"), answer[:80]
     assert b"root:" not in answer
@@ -351,3 +356,19 @@ async def test_snapshot_of_a_camera_without_frames_is_503_with_reason(start_daem
     assert status == 503
     assert body == b"camera mute starting: no frame within 0.5 s\n"
     assert headers["Retry-After"] == "5"
+
+
+async def test_listen_on_double_colon_serves_ipv6_and_ipv4(start_daemon: Any) -> None:
+    """listen "::" (the default) answers on [::1] and on 127.0.0.1 alike."""
+    rd = await start_daemon('server: {listen: "::", port: 0}\n' + FAST)
+
+    def fetch(host: str) -> int:
+        url = f"http://{host}:{rd.port}/api/state"
+        with urllib.request.urlopen(url, timeout=timeout(10)) as resp:
+            return int(resp.status)
+
+    assert await asyncio.to_thread(fetch, "127.0.0.1") == 200
+    assert await asyncio.to_thread(fetch, "[::1]") == 200
+    async with ws_connect(rd) as ws:
+        await ws.send("x")
+        check_jpeg(await asyncio.wait_for(ws.recv(), timeout(10)))

@@ -1,0 +1,87 @@
+"""MJPEG push: `multipart/x-mixed-replace` over plain HTTP, for every tool that is not us.
+
+Home Assistant, OctoPrint, Frigate, motionEye, VLC, ffmpeg and a plain `<img src>` read this.
+The route (routes.py) takes the connection over after the request head; from then on the
+client receives one part per frame: a boundary, `Content-Type`, `Content-Length`,
+`X-Timestamp` (capture wall time, Unix seconds with ms) and `X-Frame-Seq` (the camera's
+sequence number), then the JPEG. Frames are pushed, not pulled, so freshness comes from
+the pacing gate (delivery.py / pacing.py): the newest frame is written only when the
+connection can take it, so a slow link gets fewer frames, never old ones. `?fps=N` caps the
+rate further. The client is a viewer like any other: it wakes the camera and keeps it awake,
+and while the camera is down it gets the hub's offline card.
+
+The response is close-delimited (no chunked encoding), as µStreamer and mjpg-streamer send
+it: some embedded clients cannot read chunked multipart. Event-loop thread only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from pyimagestreamd.delivery import send_newest
+from pyimagestreamd.frame import Frame
+from pyimagestreamd.httpd import Connection
+from pyimagestreamd.hub import Hub
+
+BOUNDARY = "pyimagestreamframe"
+
+
+def response_head(server_header: str, date: str) -> bytes:
+    """The response head of a stream (serialized here: h11 would force chunked framing)."""
+    lines = [
+        "HTTP/1.1 200 OK",
+        f"Date: {date}",
+        f"Server: {server_header}",
+        f"Content-Type: multipart/x-mixed-replace;boundary={BOUNDARY}",
+        "Cache-Control: no-store, no-cache, must-revalidate, max-age=0",
+        "Pragma: no-cache",
+        "X-Content-Type-Options: nosniff",
+        "Referrer-Policy: no-referrer",
+        "Connection: close",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def part(frame: Frame) -> bytes:
+    """One part of the stream: boundary, part headers, the JPEG."""
+    head = (
+        f"--{BOUNDARY}\r\n"
+        "Content-Type: image/jpeg\r\n"
+        f"Content-Length: {len(frame.jpeg)}\r\n"
+        f"X-Timestamp: {frame.wall_time:.3f}\r\n"
+        f"X-Frame-Seq: {frame.seq}\r\n"
+        "\r\n"
+    ).encode()
+    return head + frame.jpeg + b"\r\n"
+
+
+async def serve_mjpeg(conn: Connection, hub: Hub, fps: float | None) -> None:
+    """Push the camera's newest frames to one client until it leaves (head already sent)."""
+
+    def write(frame: Frame) -> int:
+        data = part(frame)
+        conn.write(data)
+        return len(data)
+
+    interval = 1.0 / fps if fps else 0.0
+    hub.add_viewer()
+    try:
+        last = 0
+        next_at = 0.0
+        while not conn.closed.done():
+            frame = await hub.wait_frame_after(last, until=conn.closed)
+            if frame is None:
+                return
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                # The ?fps cap: sleep, but not past the client leaving.
+                await asyncio.wait({conn.closed}, timeout=delay)
+            sent = await send_newest(conn, hub, frame, write, "mjpeg")
+            if sent is None:
+                return
+            last = sent.seq
+            if interval:
+                next_at = max(next_at + interval, time.monotonic() - interval)
+    finally:
+        hub.remove_viewer()

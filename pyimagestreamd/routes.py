@@ -1,0 +1,257 @@
+"""Routes: what each request gets, after the checks every request passes.
+
+Between the HTTP connection (httpd.py) and the handlers. For each request head h11 parsed:
+duplicate Host/Origin -> 400; a Host that is not ours -> 421 (DNS rebinding, access.py);
+`authorize` (today: everyone); then the route: the browser client's files (static.py),
+/api/state and /metrics (state.py, metrics.py), snapshots, MJPEG streams (mjpegpush.py)
+and WebSockets (websocket.py), under our own paths and the spellings other tools use:
+
+    /snapshot.jpg, /snapshot/<camera>.jpg, /snapshot, /?action=snapshot     one JPEG
+    /stream.mjpg, /stream/<camera>.mjpg, /stream, /?action=stream           MJPEG push
+    /websocket, /websocket/<camera>                                         pull protocols
+
+`?camera=NAME` picks the camera on any of them (the first camera by default), `?fps=N`
+caps a stream's rate. Only GET and HEAD (405 otherwise), no request bodies (413).
+Event-loop thread only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import h11
+
+from pyimagestreamd import __version__, access, metrics, state
+from pyimagestreamd.camera import CameraState
+from pyimagestreamd.httpd import Connection
+from pyimagestreamd.hub import Hub
+from pyimagestreamd.mjpegpush import response_head, serve_mjpeg
+from pyimagestreamd.static import Reply, serve_file, text_reply
+from pyimagestreamd.websocket import serve_websocket
+
+if TYPE_CHECKING:
+    from pyimagestreamd.server import StreamServer
+
+SERVER_HEADER = f"pyimagestreamd/{__version__}"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What a request asks for: kind ("static", "state", "metrics", "snapshot", "stream",
+    "websocket"), the camera name for camera routes, and the parsed query."""
+
+    kind: str
+    path: str
+    camera: str = ""
+    query: tuple[tuple[str, str], ...] = ()
+
+    def param(self, name: str) -> str | None:
+        return next((v for k, v in self.query if k == name), None)
+
+
+def match(target: str) -> Route:
+    """The route of a request target (path and query, as sent)."""
+    parts = urlsplit(target)
+    path = parts.path or "/"
+    query = tuple((k, v[0]) for k, v in parse_qs(parts.query, max_num_fields=16).items())
+    camera = next((v for k, v in query if k == "camera"), "")
+    action = next((v for k, v in query if k == "action"), None)
+    if path == "/websocket" or path.startswith("/websocket/"):
+        return Route("websocket", path, unquote(path[len("/websocket/") :]) or camera, query)
+    if path in ("/snapshot.jpg", "/snapshot") or (path == "/" and action == "snapshot"):
+        return Route("snapshot", path, camera, query)
+    if path.startswith("/snapshot/") and path.endswith(".jpg"):
+        return Route("snapshot", path, unquote(path[len("/snapshot/") : -len(".jpg")]), query)
+    if path in ("/stream.mjpg", "/stream") or (path == "/" and action == "stream"):
+        return Route("stream", path, camera, query)
+    if path.startswith("/stream/") and path.endswith(".mjpg"):
+        return Route("stream", path, unquote(path[len("/stream/") : -len(".mjpg")]), query)
+    if path == "/api/state":
+        return Route("state", path, query=query)
+    if path == "/metrics":
+        return Route("metrics", path, query=query)
+    return Route("static", path, query=query)
+
+
+class Router:
+    """Checks and answers requests for one server."""
+
+    def __init__(self, server: StreamServer) -> None:
+        self.server = server
+        self.local_names = access.local_names()
+
+    def authorize(self, request: h11.Request, route: Route) -> Reply | None:
+        """The access-check hook: None lets the request through, a Reply refuses it.
+
+        Called for every request after the Host check and before routing, with the parsed
+        route (its kind and camera). Today everyone may do everything; accounts, sessions
+        and share links go here (a 401/403 Reply, or a redirect to a login page), so that
+        the same decision covers the page, snapshots, streams and WebSockets alike.
+        """
+        return None
+
+    async def handle(self, conn: Connection, h: h11.Connection, request: h11.Request) -> bool:
+        """Answer one request; True if the connection may carry another one."""
+        stats = self.server.stats
+        stats.http_requests += 1
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in request.headers:
+            name = raw_name.decode("latin-1")
+            if name in headers and name in ("host", "origin"):
+                stats.refused("protocol_error")
+                return self.reply(
+                    conn, h, text_reply(400, f"more than one {name} header"), close=True
+                )
+            headers[name] = raw_value.decode("latin-1")
+        srv = self.server.config.server
+        if not access.host_allowed(headers.get("host"), srv.allowed_hosts, self.local_names):
+            stats.refused("host")
+            host = headers.get("host", "")[:80]
+            text = f"host {host!r} is not one of this server's names (server.allowed_hosts)"
+            return self.reply(conn, h, text_reply(421, text), close=True)
+        target = request.target.decode("ascii", "replace")
+        route = match(target)
+        refusal = self.authorize(request, route)
+        if refusal is not None:
+            return self.reply(conn, h, refusal, close=True)
+        method = request.method.decode("ascii", "replace")
+        if method not in ("GET", "HEAD") or (route.kind == "websocket" and method != "GET"):
+            stats.refused("method")
+            allow = "GET" if route.kind == "websocket" else "GET, HEAD"
+            reply = text_reply(405, "method not allowed", ("Allow", allow))
+            return self.reply(conn, h, reply, close=True)
+        if not await conn.finish_request(h):
+            stats.refused("oversize")
+            return self.reply(
+                conn, h, text_reply(413, "request bodies are not accepted"), close=True
+            )
+        head = method == "HEAD"
+        if route.kind == "websocket":
+            await serve_websocket(self.server, conn, h, request, headers, route)
+            return False
+        if route.kind == "static":
+            web_root = self.server.web_root
+            return self.reply(conn, h, serve_file(web_root, route.path, headers), head)
+        if route.kind == "state":
+            body = json.dumps(state.api_state(self.server), indent=1).encode()
+            reply = Reply(
+                200, (("Content-Type", "application/json"), ("Cache-Control", "no-store")), body
+            )
+            return self.reply(conn, h, reply, head)
+        if route.kind == "metrics":
+            body, ctype = metrics.render(self.server)
+            reply = Reply(200, (("Content-Type", ctype), ("Cache-Control", "no-store")), body)
+            return self.reply(conn, h, reply, head)
+        runner = self.server.runners.get(route.camera or self.server.config.cameras[0].name)
+        if runner is None:
+            return self.reply(
+                conn, h, text_reply(404, f"unknown camera {route.camera[:64]!r}"), head
+            )
+        if route.kind == "snapshot":
+            return self.reply(conn, h, await self._snapshot(conn, runner.hub), head)
+        return await self._stream(conn, h, route, runner.hub, head)
+
+    async def _snapshot(self, conn: Connection, hub: Hub) -> Reply:
+        timeout = self.server.config.server.snapshot_timeout
+        hub.add_viewer()  # wakes a sleeping camera; the stop delay applies afterwards
+        try:
+            frame = hub.latest
+            if frame is None or hub.state not in (CameraState.LIVE, CameraState.OFFLINE):
+                seq = frame.seq if frame is not None else 0
+                # Bounded by snapshot_timeout alone (any value the config allows), and ended
+                # early if the client leaves.
+                async with asyncio.timeout(timeout):
+                    frame = await hub.wait_frame_after(seq, until=conn.closed)
+        except TimeoutError:
+            frame = None
+            reason = hub.reason or f"no frame within {timeout:g} s"
+            text = f"camera {hub.name} {hub.state.value}: {reason}"
+            return text_reply(503, text, ("Retry-After", "5"))
+        finally:
+            hub.remove_viewer()
+        if frame is None:
+            return text_reply(503, "client left")
+        self.server.stats.frame_sent(hub, frame, len(frame.jpeg), "snapshot")
+        return Reply(200, (
+            ("Content-Type", "image/jpeg"),
+            ("Cache-Control", "no-store"),
+            ("X-Frame-Seq", str(frame.seq)),
+            ("X-Frame-Time", f"{frame.wall_time:.3f}"),
+            ("X-Timestamp", f"{frame.wall_time:.3f}"),
+        ), frame.jpeg)  # fmt: skip
+
+    async def _stream(
+        self, conn: Connection, h: h11.Connection, route: Route, hub: Hub, head: bool
+    ) -> bool:
+        fps: float | None = None
+        if (text := route.param("fps")) is not None:
+            try:
+                fps = float(text)
+            except ValueError:
+                fps = -1.0
+            if not 0.01 <= fps <= 1000:
+                return self.reply(
+                    conn, h, text_reply(400, "fps: expected a number 0.01..1000"), head
+                )
+        limit = self.server.config.server.max_clients
+        if not head and len(self.server.clients) >= limit:
+            self.server.stats.refused("full")
+            reply = text_reply(503, f"server full: {limit} clients", ("Retry-After", "5"))
+            return self.reply(conn, h, reply, head, close=True)
+        conn.write(response_head(SERVER_HEADER, email.utils.formatdate(usegmt=True)))
+        if head:
+            return False
+        conn.kind = "mjpeg"
+        self.server.clients[conn] = hub.name
+        try:
+            await serve_mjpeg(conn, hub, fps)
+        finally:
+            self.server.clients.pop(conn, None)
+        return False
+
+    def reply(
+        self,
+        conn: Connection,
+        h: h11.Connection,
+        reply: Reply,
+        head: bool = False,
+        close: bool = False,
+    ) -> bool:
+        """Send `reply` (headers only for HEAD and 304); True if the connection stays open."""
+        headers = [
+            ("Date", email.utils.formatdate(usegmt=True)),
+            ("Server", SERVER_HEADER),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Referrer-Policy", "no-referrer"),
+            *reply.headers,
+        ]
+        if reply.status != 304:
+            headers.append(("Content-Length", str(len(reply.body))))
+        if close:
+            headers.append(("Connection", "close"))
+        try:
+            conn.send(
+                h,
+                h11.Response(
+                    status_code=reply.status, headers=headers, reason=_phrase(reply.status)
+                ),
+            )
+            if reply.body and not head and reply.status != 304:
+                conn.send(h, h11.Data(data=reply.body))
+            conn.send(h, h11.EndOfMessage())
+        except h11.LocalProtocolError:
+            return False
+        return not close and h.our_state is h11.DONE
+
+
+def _phrase(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""

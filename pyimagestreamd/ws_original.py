@@ -1,0 +1,49 @@
+"""The original pull protocol (no subprotocol), as the first PyImageStream client speaks it.
+
+Every text message from the client is answered by exactly one binary message holding one
+JPEG, the newest frame that client has not seen yet. A client may have at most
+MAX_UNANSWERED requests waiting: one that queues more is not pulling, it is flooding, and
+is closed with 1008 like a protocol-2 client that overruns its window.
+Event-loop thread only.
+"""
+
+from __future__ import annotations
+
+from pyimagestreamd.delivery import send_newest
+from pyimagestreamd.frame import Frame
+from pyimagestreamd.hub import Hub
+from pyimagestreamd.wsconn import WebSocket
+
+MAX_UNANSWERED = 8
+CLOSE_UNSUPPORTED = 1003
+CLOSE_POLICY = 1008
+
+
+async def serve_original(ws: WebSocket, hub: Hub) -> None:
+    """Answer each request of one client with one new frame until it leaves."""
+    hub.add_viewer()
+    try:
+        last = 0
+        while True:
+            message = await ws.recv()
+            if not isinstance(message, str):
+                await ws.close(CLOSE_UNSUPPORTED, "send text messages to request frames")
+                return
+            if 1 + len(ws.messages) > MAX_UNANSWERED or ws.overflowed:
+                ws.conn.server.stats.aborted("protocol_error")
+                await ws.close(CLOSE_POLICY, f"more than {MAX_UNANSWERED} requests unanswered")
+                return
+            frame = await hub.wait_frame_after(last, until=ws.conn.closed)
+            if frame is None:
+                return
+            sent = await send_newest(ws.conn, hub, frame, lambda f: _send(ws, f), "websocket")
+            if sent is None:
+                return
+            last = sent.seq
+    finally:
+        hub.remove_viewer()
+
+
+def _send(ws: WebSocket, frame: Frame) -> int:
+    ws.send_binary(frame.jpeg)
+    return len(frame.jpeg)

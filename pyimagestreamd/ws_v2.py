@@ -1,0 +1,146 @@
+"""Protocol 2 (subprotocol "pyimagestream.v2"): credits, pause/resume, state messages.
+
+The client sends {"type": "next"} for each frame it wants (up to `window` outstanding),
+{"type": "pause"} / {"type": "resume"} when it stops / starts watching. The server sends
+{"type": "hello", ...} first, then {"type": "state", ...} on every camera state change, and
+for each credit one binary message: a 4-byte big-endian length N, N bytes of JSON metadata
+(camera, seq, time, age, width, height, offline), then the JPEG.
+
+`parse_client_message` is the I/O-free parser of the client's messages (fuzzed by the
+hostile-input suite). Event-loop thread only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+import time
+from typing import Any
+
+from pyimagestreamd.delivery import send_newest
+from pyimagestreamd.frame import Frame
+from pyimagestreamd.hub import Hub
+from pyimagestreamd.wsconn import WebSocket
+
+log = logging.getLogger(__name__)
+
+# Most frame requests a client may have outstanding: enough to fill a long fat link, small
+# enough that a stalled client holds little.
+MAX_WINDOW = 8
+CLOSE_POLICY = 1008
+MESSAGE_TYPES = ("next", "pause", "resume")
+
+
+class ClientProtocolError(Exception):
+    """A client broke protocol 2; the message is sent to it before closing."""
+
+
+def parse_client_message(message: str | bytes) -> str:
+    """The type ("next", "pause" or "resume") of one client message, or ClientProtocolError."""
+    if not isinstance(message, str):
+        raise ClientProtocolError("binary messages are not part of protocol 2")
+    try:
+        data = json.loads(message)
+    except (ValueError, RecursionError):
+        # RecursionError: "[[[[..." deeper than the JSON parser recurses.
+        raise ClientProtocolError("messages must be JSON objects") from None
+    kind = data.get("type") if isinstance(data, dict) else None
+    if not isinstance(kind, str) or kind not in MESSAGE_TYPES:
+        raise ClientProtocolError(f"unknown message type {str(kind)[:40]!r}")
+    return kind
+
+
+class ProtocolV2:
+    """One protocol-2 connection."""
+
+    def __init__(self, ws: WebSocket, hub: Hub, cameras: list[str]) -> None:
+        self.ws = ws
+        self.hub = hub
+        self.cameras = cameras
+        self.credits = 0
+        self.last_seq = 0
+        self.watching = False
+        self.reported_version = -1
+
+    async def run(self) -> None:
+        hub, ws = self.hub, self.ws
+        self._send_json({
+            "type": "hello",
+            "protocol": 2,
+            "camera": hub.name,
+            "cameras": self.cameras,
+            "window": MAX_WINDOW,
+            "state": hub.state.value,
+            "reason": hub.reason,
+        })  # fmt: skip
+        self.reported_version = hub.state_version
+        self._watch(True)
+        try:
+            while ws.is_open:
+                while ws.messages:
+                    try:
+                        self._handle(parse_client_message(ws.messages.popleft()))
+                    except ClientProtocolError as exc:
+                        log.debug("client %s: protocol error: %s", ws.conn.peer, exc)
+                        ws.conn.server.stats.aborted("protocol_error")
+                        self._send_json({"type": "error", "message": str(exc)})
+                        await ws.close(CLOSE_POLICY, str(exc))
+                        return
+                if hub.state_version != self.reported_version:
+                    self.reported_version = hub.state_version
+                    self._send_json({
+                        "type": "state",
+                        "camera": hub.name,
+                        "state": hub.state.value,
+                        "reason": hub.reason,
+                    })  # fmt: skip
+                    continue
+                latest = hub.latest
+                if self.credits > 0 and latest is not None and latest.seq > self.last_seq:
+                    sent = await send_newest(ws.conn, hub, latest, self._send_frame, "websocket")
+                    if sent is None:
+                        return
+                    continue
+                # A hub change or a client message (or the end of the connection) wakes us.
+                await hub.wait_change(until=ws.incoming())
+        finally:
+            self._watch(False)
+
+    def _watch(self, watching: bool) -> None:
+        if watching and not self.watching:
+            self.hub.add_viewer()
+        elif not watching and self.watching:
+            self.hub.remove_viewer()
+        self.watching = watching
+
+    def _handle(self, kind: str) -> None:
+        if kind == "next":
+            if self.credits >= MAX_WINDOW:
+                raise ClientProtocolError(f"more than {MAX_WINDOW} frame requests outstanding")
+            self.credits += 1
+            self._watch(True)  # a request is as good as a resume
+        elif kind == "pause":
+            self.credits = 0
+            self._watch(False)
+        else:
+            self._watch(True)
+
+    def _send_json(self, data: dict[str, Any]) -> None:
+        self.ws.send_text(json.dumps(data))
+
+    def _send_frame(self, frame: Frame) -> int:
+        meta = json.dumps({
+            "camera": self.hub.name,
+            "seq": frame.seq,
+            "time": round(frame.wall_time, 3),
+            "age": round(max(0.0, time.monotonic() - frame.captured_at), 4),
+            "width": frame.width,
+            "height": frame.height,
+            "offline": frame.is_placeholder,
+        }).encode()  # fmt: skip
+        self.credits -= 1
+        self.last_seq = frame.seq
+        message = struct.pack(">I", len(meta)) + meta + frame.jpeg
+        self.ws.send_binary(message)
+        return len(message)

@@ -1,0 +1,239 @@
+"""WebSocket connection: websockets' sans-I/O protocol driven by our own small I/O loop.
+
+After the router accepted an upgrade request, the HTTP connection hands its socket over to a
+`WebSocket`: the request head h11 parsed is re-serialized into websockets' `ServerProtocol`
+(plus any bytes that followed it), which validates the handshake and answers it; from then on
+every received byte goes to the protocol and every byte it wants to send goes through the
+connection's one bounded write path (httpd.py). That is the whole reason for driving the
+sans-I/O layer ourselves: websockets' asyncio server queues output (pongs to a ping flood,
+frames to a reader that never reads) without a bound we could set, while here a connection
+whose output passes MAX_PENDING_OUTPUT, or that takes nothing for `send_timeout`, is aborted.
+
+Also here: keepalive pings with a timeout, and a bound on the closing handshake.
+Event-loop thread only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import OPEN, State
+from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
+
+from pyimagestreamd.httpd import Connection
+from pyimagestreamd.ratelimit import RateLimitedLog
+
+log = logging.getLogger(__name__)
+
+SUBPROTOCOL = Subprotocol("pyimagestream.v2")
+# Clients only send tiny control messages: anything bigger is hostile or broken (1009).
+MAX_MESSAGE_SIZE = 1024
+# Messages received and not yet handled; more means the client does not wait for answers.
+MAX_INBOX = 64
+PING_INTERVAL = 20.0
+PING_TIMEOUT = 20.0
+CLOSE_TIMEOUT = 5.0
+
+
+class _WebsocketsLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """websockets' log lines for a connection: its errors (real bugs) at ERROR, rate-limited.
+
+    Its INFO lines ("connection open", "connection rejected") are one per connection: the
+    counters in /api/state say the same without flooding the journal.
+    """
+
+    def __init__(self, limiter: RateLimitedLog) -> None:
+        super().__init__(logging.getLogger("websockets.server"), {})
+        self.limiter = limiter
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging's name
+        return level >= logging.ERROR
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
+        if level >= logging.ERROR:
+            self.limiter.error(f"websockets:{msg}", f"websockets: {msg}", *args, **kwargs)
+
+
+def select_subprotocol(protocol: ServerProtocol, offered: list[Subprotocol]) -> Subprotocol | None:
+    # Without our subprotocol the client speaks the original protocol: never refuse it.
+    return SUBPROTOCOL if SUBPROTOCOL in offered else None
+
+
+class WebSocket:
+    """One open WebSocket: receive messages, send messages, close, all bounded."""
+
+    def __init__(self, conn: Connection, limiter: RateLimitedLog) -> None:
+        self.conn = conn
+        self.protocol = ServerProtocol(
+            select_subprotocol=select_subprotocol,  # type: ignore[arg-type]
+            max_size=MAX_MESSAGE_SIZE,
+            logger=_WebsocketsLog(limiter),
+        )
+        self.messages: collections.deque[str | bytes] = collections.deque()
+        self._fragments: list[bytes | bytearray | memoryview] = []
+        self._fragment_opcode = Opcode.TEXT
+        self._waiter: asyncio.Future[None] | None = None
+        self._ping_payload: bytes | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+        self.overflowed = False
+
+    # -- opening handshake -------------------------------------------------------------
+
+    def handshake(
+        self, path: str, headers: list[tuple[str, str]], rest: bytes, version: str
+    ) -> Response:
+        """Run the opening handshake for a request h11 parsed; return the response sent."""
+        request = Request(path, Headers(headers), "GET", version)
+        self.conn.take_over_input(self._receive, self._receive_eof)
+        self.protocol.receive_data(request.serialize() + rest)
+        events = self.protocol.events_received()
+        if not events or not isinstance(events[0], Request):
+            # websockets could not read back what h11 accepted (e.g. a non-ASCII path).
+            response = self.protocol.reject(400, "invalid WebSocket request\n")
+            self.protocol.send_response(response)
+            self._flush()
+            return response
+        response = self.protocol.accept(events[0])
+        self.protocol.send_response(response)
+        self._flush()
+        if response.status_code == 101:
+            self._schedule_ping()
+            # Frames that came right behind the handshake (rare, but allowed).
+            self._process()
+        return response
+
+    @property
+    def subprotocol(self) -> Subprotocol | None:
+        return self.protocol.subprotocol
+
+    # -- I/O loop: data in, events out, data to send ------------------------------------
+
+    def _receive(self, data: bytes) -> None:
+        self.protocol.receive_data(data)
+        self._process()
+
+    def _receive_eof(self) -> None:
+        if self.protocol.state is not State.CLOSED:
+            self.protocol.receive_eof()
+        self._process()
+
+    def _process(self) -> None:
+        for event in self.protocol.events_received():
+            if isinstance(event, Frame):
+                self._on_frame(event)
+        self._flush()
+        if self.protocol.close_expected() and self._close_timer is None:
+            loop = asyncio.get_running_loop()
+            self._close_timer = loop.call_later(CLOSE_TIMEOUT, self.conn.abort, "close_timeout")
+        self._wake()
+
+    def _on_frame(self, frame: Frame) -> None:
+        if frame.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+            if frame.opcode is not Opcode.CONT:
+                self._fragment_opcode = frame.opcode
+            self._fragments.append(frame.data)
+            if not frame.fin:
+                return  # max_size bounds the sum of the fragments
+            data = b"".join(bytes(f) for f in self._fragments)
+            self._fragments.clear()
+            if len(self.messages) >= MAX_INBOX:
+                self.overflowed = True
+                return
+            if self._fragment_opcode is Opcode.TEXT:
+                self.messages.append(data.decode())  # the protocol checked UTF-8
+            else:
+                self.messages.append(data)
+        elif frame.opcode is Opcode.PONG and frame.data == self._ping_payload:
+            self._ping_payload = None
+
+    def _flush(self) -> None:
+        for data in self.protocol.data_to_send():
+            if data:
+                self.conn.write(data)
+            else:
+                # The protocol is done (close handshake complete or failed): the server
+                # closes TCP first (RFC 6455 7.1.1).
+                self.conn.write_eof()
+                self.conn.close()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    # -- keepalive ---------------------------------------------------------------------
+
+    def _schedule_ping(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(PING_INTERVAL, self._ping)
+
+    def _ping(self) -> None:
+        if self.protocol.state is not OPEN:
+            return
+        if self._ping_payload is not None:
+            self.conn.abort("ping_timeout")  # the last ping went unanswered
+            return
+        self._ping_payload = os.urandom(4)
+        self.protocol.send_ping(self._ping_payload)
+        self._flush()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(PING_TIMEOUT, self._ping)
+
+    # -- application side ----------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self.protocol.state is OPEN and not self.conn.closed.done()
+
+    def incoming(self) -> asyncio.Future[None]:
+        """A future done when a message is waiting or the connection is closing or gone."""
+        waiter = asyncio.get_running_loop().create_future()
+        if self.messages or not self.is_open:
+            waiter.set_result(None)
+        else:
+            self._waiter = waiter
+        return waiter
+
+    async def recv(self) -> str | bytes:
+        """The next message; ConnectionClosed once the connection is closing or gone."""
+        while not self.messages:
+            if not self.is_open:
+                raise self.protocol.close_exc
+            await self.incoming()
+        return self.messages.popleft()
+
+    def send_text(self, text: str) -> None:
+        if self.is_open:
+            self.protocol.send_text(text.encode())
+            self._flush()
+
+    def send_binary(self, data: bytes) -> None:
+        if self.is_open:
+            self.protocol.send_binary(data)
+            self._flush()
+
+    async def close(self, code: int, reason: str) -> None:
+        """Start the closing handshake and wait (bounded) for the connection to end."""
+        if self.protocol.state is OPEN:
+            self.protocol.send_close(code, reason[:120])
+            self._process()
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        await self.conn.closed
+
+    def finish(self) -> None:
+        """Stop the keepalive pings (the handler is done; the close timer stays armed)."""
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+__all__ = ["SUBPROTOCOL", "ConnectionClosed", "WebSocket"]
