@@ -14,8 +14,8 @@ import dataclasses
 import ipaddress
 import os
 import re
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 

@@ -93,7 +93,7 @@ class SendGate:
             dup = os.dup(fd)
         except OSError:
             # Out of descriptors: poll the kernel's count instead, at a modest rate.
-            while not self.out.closed.done() and unsent_bytes(fd) > NOTSENT_LOWAT:
+            while not self.out.closed.done() and unsent_bytes(fd) > NOTSENT_LOWAT:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
             return
         waiter: asyncio.Future[None] = loop.create_future()

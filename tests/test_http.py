@@ -84,7 +84,9 @@ async def test_pipelined_requests_are_answered_in_order(start_daemon: Any) -> No
         for p in ("/api/state", "/missing", "/index.html")
     )
     answer = await asyncio.to_thread(
-        exchange, rd.port, requests + b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        exchange,
+        rd.port,
+        requests + b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
     )
     statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)
     assert statuses == [b"200", b"404", b"200", b"200"]
@@ -181,9 +183,18 @@ async def test_allowed_hosts_and_local_names_are_accepted(start_daemon: Any) -> 
 
 
 @pytest.mark.parametrize(
-    "origin", ["https://127.0.0.1:{port}", "null", "file://", "http://127.0.0.1:1", "http://localhost:{port}"]
+    "origin",
+    [
+        "https://127.0.0.1:{port}",
+        "null",
+        "file://",
+        "http://127.0.0.1:1",
+        "http://localhost:{port}",
+    ],
 )
-async def test_websocket_origin_must_match_scheme_host_and_port(start_daemon: Any, origin: str) -> None:
+async def test_websocket_origin_must_match_scheme_host_and_port(
+    start_daemon: Any, origin: str
+) -> None:
     """An https page, a file:// or null origin, or another port is not this server's origin."""
     rd: RunningDaemon = await start_daemon(FAST)
     with pytest.raises(InvalidStatus) as info:
