@@ -82,6 +82,6 @@ async def serve_mjpeg(conn: Connection, hub: Hub, fps: float | None) -> None:
                 return
             last = sent.seq
             if interval:
-                next_at = max(next_at + interval, time.monotonic() - interval)
+                next_at = time.monotonic() + interval
     finally:
         hub.remove_viewer()
