@@ -157,3 +157,17 @@ async def test_a_producer_ignoring_sigterm_is_killed_after_term_timeout(
     for each in [pid, *children]:
         assert process_gone(each), each
     assert os.getpgid(os.getpid()) != pid
+
+
+async def test_daemon_shutdown_ends_the_producer(
+    start_daemon: Any, clip: tuple[Path, set[str]]
+) -> None:
+    """Stopping the daemon while a producer streams ends and reaps the producer too."""
+    path, _ = clip
+    rd = await start_daemon(camera_yaml(ffmpeg_command(path), stop_delay=60))
+    async with ws_connect(rd, "/websocket/pipe") as ws:
+        await ws.send("x")
+        await asyncio.wait_for(ws.recv(), timeout(10))
+        pid = (await rd.camera_state("pipe"))["format"]["pid"]
+        assert await rd.stop() == 0
+    assert process_gone(pid)
