@@ -222,6 +222,41 @@ def encode_figures(rounds: int = 100) -> tuple[float, float]:
     return statistics.median(full) * 1000, statistics.median(alone) * 1000
 
 
+def scale_figures(rounds: int = 60) -> list[tuple[int, int, float, int]]:
+    """Per maximum width: (width, height, median CPU ms per scaled frame, bytes) for 1080p.
+
+    CPU time (process_time) of Scaler.scaled() on a new frame each round, so every call
+    decodes at the DCT scale and encodes once; a second client of the same size costs a
+    cache hit, measured apart in the README's note.
+    """
+    from pyimagestreamd.frame import Frame
+    from pyimagestreamd.scaler import Scaler
+    from pyimagestreamd.testpattern import TestPattern
+
+    pattern = TestPattern(WIDTH, HEIGHT, "bench")
+    frames = [
+        Frame(encoder.encode_planes(pattern.draw(i, time.time()), 80), WIDTH, HEIGHT, 0.0, 0.0, i)
+        for i in range(1, rounds + 1)
+    ]
+    figures = []
+    for max_width in (WIDTH // 2, WIDTH // 4, WIDTH // 8):
+        scaler = Scaler()
+        times, size = [], (0, 0, 0)
+        for frame in frames:
+            t0 = time.process_time()
+            small = scaler.scaled(frame, max_width)
+            times.append(time.process_time() - t0)
+            size = (small.width, small.height, len(small.jpeg))
+        figures.append((size[0], size[1], statistics.median(times) * 1000, size[2]))
+    return figures
+
+
+def print_scale_figures() -> None:
+    print(f"Scaled frames from {WIDTH}x{HEIGHT} (DCT-domain decode + one encode, CPU per frame):")
+    for width, height, ms, size in scale_figures():
+        print(f"  {width}x{height}: {ms:.2f} ms CPU, {size // 1024} KiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="bench.throughput")
     sub = parser.add_subparsers(dest="cmd")
@@ -231,6 +266,7 @@ def main() -> None:
     cl.add_argument("port", type=int)
     cl.add_argument("n", type=int)
     cl.add_argument("duration", type=float)
+    sub.add_parser("scale")
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--clients", default="1,10,50")
     parser.add_argument("--rounds", type=int, default=3)
@@ -239,6 +275,8 @@ def main() -> None:
         asyncio.run(serve_bare(args.folder))
     elif args.cmd == "serve-daemon":
         asyncio.run(serve_daemon(args.folder))
+    elif args.cmd == "scale":
+        print_scale_figures()
     elif args.cmd == "clients":
         print(json.dumps(asyncio.run(run_clients(args.port, args.n, args.duration))))
     else:
@@ -299,6 +337,8 @@ def run_benchmark(duration: float, clients: list[int], rounds: int) -> None:
     print()
     print(f"1080p test-pattern frame, draw + encode: {full:.2f} ms (target < 8 ms);"
           f" simplejpeg encode alone: {alone:.2f} ms; ratio {alone / full:.2f}")  # fmt: skip
+    print()
+    print_scale_figures()
 
 
 if __name__ == "__main__":
