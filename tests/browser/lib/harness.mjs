@@ -94,15 +94,15 @@ function yamlCameras(cameras) {
 }
 
 /** The daemon of this tree on 127.0.0.1 with cameras {name: {width, height, fps, ...}};
- * source defaults to the test pattern. */
-export async function startDaemon(cameras, { maxClients = 100 } = {}) {
+ * source defaults to the test pattern; webRoot defaults to the tree's web/. */
+export async function startDaemon(cameras, { maxClients = 100, webRoot = path.join(REPO, "web") } = {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), "pyimagestream-browser-"));
   const port = await freePort();
   const config = path.join(dir, "pyimagestream.yaml");
   writeFileSync(
     config,
     `server:\n  listen: "127.0.0.1"\n  port: ${port}\n` +
-      `  web_root: ${JSON.stringify(path.join(REPO, "web"))}\n  max_clients: ${maxClients}\n` +
+      `  web_root: ${JSON.stringify(webRoot)}\n  max_clients: ${maxClients}\n` +
       `log_level: info\ncameras:\n${yamlCameras(cameras)}`,
   );
   const python = path.join(REPO, ".venv", "bin", "python");
