@@ -1,6 +1,6 @@
 """Delivery: the one way a frame leaves the server, for every kind of client.
 
-The last step of the data flow. A handler (ws_original.py, ws_v2.py, mjpegstream.py) that
+The last step of the data flow. A handler (ws_original.py, ws_v2.py, mjpegpush.py) that
 has a frame for its client calls `send_frame`: it waits at the connection's pacing gate
 (pacing.py) until the connection can take the frame without queueing it behind older
 ones, drops a client that cannot take anything for `send_timeout`, writes, and counts the

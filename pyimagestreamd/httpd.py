@@ -4,7 +4,7 @@ The front of the data flow. The server (server.py) accepts a socket and makes it
 `Connection`: an asyncio Protocol whose task reads request heads with h11 (keep-alive,
 pipelining, HEAD), hands each to the router (routes.py), and sends what the route answers.
 A route may take the connection over: a WebSocket upgrade (wsconn.py) or an MJPEG stream
-(mjpegstream.py) then owns it until it closes.
+(mjpegpush.py) then owns it until it closes.
 
 The connection is also the one write path for all of them, which is where the bounds live:
 - a request head must arrive within `request_timeout` (slowloris), the next one on a
