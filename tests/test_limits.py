@@ -265,3 +265,24 @@ async def test_snapshot_waits_its_own_timeout_not_the_request_timeout(start_daem
     status, _, body = await rd.get("/snapshot.jpg")
     assert (status, body) == (503, b"camera mute starting: no frame within 3 s\n")
     assert time.monotonic() - start >= 3
+
+
+async def test_connection_churn_writes_no_log_lines(
+    start_daemon: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """200 WebSocket and HTTP connects and disconnects: no INFO line, but counted in state."""
+    rd = await start_daemon(FAST)
+    caplog.set_level("INFO")
+    caplog.clear()
+    for _ in range(100):
+        async with ws_connect(rd) as ws:
+            await ws.send("x")
+            await ws.recv()
+        assert (await rd.get("/api/state"))[0] == 200
+    per_connection = [
+        r for r in caplog.records if r.levelno >= 20 and not r.name.endswith(("runner", "camera"))
+    ]
+    assert per_connection == [], [r.getMessage() for r in per_connection[:5]]
+    state = await rd.state()
+    assert state["connections_last_minute"] >= 200
+    assert "connections/min" in rd.daemon.status_text()

@@ -290,3 +290,15 @@ async def test_metrics_parse_with_prometheus_parser(start_daemon: Any) -> None:
         if s.name.endswith("_total")
     }
     assert refused["host"] == 1
+
+
+async def test_mjpeg_client_over_max_clients_gets_503(start_daemon: Any) -> None:
+    """With max_clients streaming clients connected, one more MJPEG stream gets 503."""
+    rd = await start_daemon("server: {listen: 127.0.0.1, port: 0, max_clients: 1}\n" + TWO)
+    async with ws_connect(rd) as ws:
+        await ws.send("x")
+        check_jpeg(await asyncio.wait_for(ws.recv(), timeout(10)))
+        status, headers, body = await rd.get("/stream.mjpg")
+        assert (status, body) == (503, b"server full: 1 clients\n")
+        assert headers["Retry-After"] == "5"
+    assert (await rd.state())["refused"]["full"] == 1
