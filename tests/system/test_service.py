@@ -8,6 +8,7 @@ bad config at start, stop, upgrade, purge.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 import re
@@ -23,9 +24,16 @@ from urllib.parse import quote
 import pytest
 from machine import Machine, scaled
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosedOK
 from websockets.typing import Subprotocol
 
 BASE = "http://127.0.0.1:8888"
+# How long the daemon waits for clients to answer its close frame before it drops them
+# (pyimagestreamd/daemon.py, shutdown step 3): not scaled, it is the daemon's own figure.
+CLOSE_WAIT = 3.0
+# `systemctl stop` with a client that answers, as measured by the clean stop test: the rest
+# of a stop, which an unresponsive client lengthens by CLOSE_WAIT.
+clean_stop: list[float] = []
 WS = "ws://127.0.0.1:8888"
 CONFIG = "/etc/pyimagestream.yaml"
 V2 = [Subprotocol("pyimagestream.v2")]
@@ -216,7 +224,9 @@ async def test_websocket_client_pulls_frames_from_the_test_pattern(machine: Mach
             jpeg = await asyncio.wait_for(ws.recv(), scaled(10))
             assert isinstance(jpeg, bytes)
             assert jpeg[:2] == b"\xff\xd8"
-            seen.append(jpeg)
+            seen.append(hashlib.sha256(jpeg).hexdigest())
+    # The pattern moves every frame, so a frame sent twice would be two equal JPEGs.
+    assert len(set(seen)) == len(seen), "the original protocol sent a frame twice"
     async with connect(f"{WS}/websocket/pattern", subprotocols=V2, compression=None) as ws:
         frames = await pull(ws, count=10)
     seqs = [f.seq for f in frames]
@@ -428,14 +438,16 @@ async def test_stop_is_clean_and_within_the_timeout(machine: Machine) -> None:
         # In a thread: this client must stay able to answer the server's close handshake.
         await asyncio.to_thread(machine.run, "systemctl stop pyimagestream")
         took = time.monotonic() - started
-        with pytest.raises(Exception):  # noqa: B017 - closed, whichever way
+        clean_stop.append(took)
+        # A closing handshake with 1001 (going away), not a dropped connection.
+        with pytest.raises(ConnectionClosedOK) as closed:
             await asyncio.wait_for(ws.recv(), scaled(5))
-        close_code = ws.close_code
+    close_code = closed.value.rcvd.code if closed.value.rcvd else None
     print(f"systemctl stop took {took:.2f} s; close code {close_code}")
     state = machine.unit("ActiveState", "Result", "ExecMainStatus")
     assert state == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}
-    assert took < 5  # TimeoutStopSec is 15 s
     assert close_code == 1001
+    assert took < scaled(CLOSE_WAIT)  # it did not wait for the unresponsive-client bound
     journal = machine.run(f"journalctl --no-pager -u pyimagestream --since=@{since:.3f}").stdout
     assert "SIGKILL" not in journal and "timed out" not in journal, journal
     machine.run("systemctl start pyimagestream")
@@ -444,6 +456,7 @@ async def test_stop_is_clean_and_within_the_timeout(machine: Machine) -> None:
 
 async def test_stop_with_a_client_that_never_answers_is_bounded(machine: Machine) -> None:
     """A client that ignores the closing handshake delays `systemctl stop` by 3 s, no more."""
+    assert clean_stop, "the clean stop test measures the stop without this delay first"
     async with connect(f"{WS}/websocket/pattern", compression=None) as ws:
         await ws.send("next")
         await asyncio.wait_for(ws.recv(), scaled(10))
@@ -452,10 +465,16 @@ async def test_stop_with_a_client_that_never_answers_is_bounded(machine: Machine
         # client cannot answer the server's close frame while systemd stops the service.
         machine.run("systemctl stop pyimagestream")
         took = time.monotonic() - started
-    print(f"systemctl stop with an unresponsive client took {took:.2f} s")
+    print(
+        f"systemctl stop with an unresponsive client took {took:.2f} s, "
+        f"with one that answers {clean_stop[0]:.2f} s"
+    )
     state = machine.unit("ActiveState", "Result", "ExecMainStatus")
     assert state == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}
-    assert took < 8  # the daemon gives up on such a client after 3 s; TimeoutStopSec is 15 s
+    # The daemon waited for the client (so the client really did not answer), then dropped it
+    # after CLOSE_WAIT: the stop took that long plus what a clean stop takes, within a second.
+    assert took >= CLOSE_WAIT
+    assert took < CLOSE_WAIT + clean_stop[0] + scaled(1.0)
     machine.run("systemctl start pyimagestream")
     machine.wait_for("the port to answer", serving, 30)
 
