@@ -6,8 +6,9 @@ however many viewers this daemon serves. Its hooks run in the camera's one captu
 thread: `open()` connects (TLS for https, certificate verified), sends one GET with Basic
 credentials when configured and reads the response head; `read()` receives with a bound,
 lets h11 parse the HTTP framing (chunked or not) and cuts JPEGs out of the
-multipart/x-mixed-replace body (mjpegsplit.py), each checked by mjpeg.py; `close()` drops
-the connection. camera.py does the rest: connected on the first viewer, closed after
+multipart/x-mixed-replace body (mjpegsplit.py), each checked by mjpeg.py — or, for a URL
+that answers one image/jpeg, asks again for each frame at `fps`; `close()` drops the
+connection. camera.py does the rest: connected on the first viewer, closed after
 `stop_delay`, reconnected with back-off when the upstream goes away or goes silent.
 
 Credentials never leave this module in clear: the configured URL is kept without its
@@ -140,6 +141,8 @@ class NetworkSource(CaptureSource):
         self._splitter = StreamSplitter(max_frame_bytes(config.width, config.height))
         self._checker = MjpegChecker()
         self.connected_at: float | None = None
+        self.requested_at = 0.0
+        self._reopen_at = 0.0
         self.content_type = ""
         self.counters["frames_dropped_invalid"] = 0
         self.counters["connections"] = 0
@@ -147,6 +150,10 @@ class NetworkSource(CaptureSource):
     # -- hooks -----------------------------------------------------------------------------
 
     def open(self) -> None:
+        self._request(quiet=False)
+
+    def _request(self, quiet: bool) -> None:
+        """Connect, send the GET and read the response head; CameraError if unusable."""
         url, opts = self.url, self.options
         where = self.config.source
         host = url.hostname or ""
@@ -195,8 +202,10 @@ class NetworkSource(CaptureSource):
         if not ctype.lower().startswith(("multipart/", "image/jpeg")):
             raise CameraError(f"{where}: not an MJPEG stream (Content-Type: {ctype or 'none'})")
         self.content_type = ctype
-        self.connected_at = time.monotonic()
-        log.info("camera %s: connected to %s (%s)", self.config.name, where, ctype)
+        self.requested_at = time.monotonic()
+        if not quiet:
+            self.connected_at = self.requested_at
+            log.info("camera %s: connected to %s (%s)", self.config.name, where, ctype)
 
     def _response(self, sock: socket.socket, conn: h11.Connection, deadline: float) -> h11.Response:
         while True:
@@ -216,11 +225,20 @@ class NetworkSource(CaptureSource):
                 raise CameraError(f"{self.config.source}: connection closed before an answer")
             # InformationalResponse (100 Continue): wait for the real one.
 
+    @property
+    def is_snapshot(self) -> bool:
+        return self.content_type.lower().startswith("image/jpeg")
+
     def read(self, timeout: float) -> Frame | None:
-        sock, conn = self._sock, self._conn
-        assert sock is not None and conn is not None
         where = self.config.source
         deadline = time.monotonic() + timeout
+        if self._sock is None:  # between two snapshots
+            time.sleep(max(0.0, min(self._reopen_at - time.monotonic(), timeout)))
+            if time.monotonic() < self._reopen_at:
+                return None
+            self._request(quiet=True)
+        sock, conn = self._sock, self._conn
+        assert sock is not None and conn is not None
         while True:
             try:
                 event = conn.next_event()
@@ -231,6 +249,19 @@ class NetworkSource(CaptureSource):
                 if frames:
                     self.counters["frames_dropped"] += len(frames) - 1
                     return frames[-1]
+                continue
+            if isinstance(event, h11.EndOfMessage) and self.is_snapshot:
+                # A single-JPEG URL (a camera's snapshot.cgi): ask again, paced to fps.
+                self._close_socket()
+                wait = self.requested_at + 1 / self.config.fps - time.monotonic()
+                if wait > deadline - time.monotonic():
+                    time.sleep(max(0.0, deadline - time.monotonic()))
+                    self._reopen_at = self.requested_at + 1 / self.config.fps
+                    return None
+                time.sleep(max(0.0, wait))
+                self._request(quiet=True)
+                sock, conn = self._sock, self._conn
+                assert sock is not None and conn is not None
                 continue
             if isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
                 raise CameraError(f"{where}: the stream ended")
@@ -258,8 +289,11 @@ class NetworkSource(CaptureSource):
         return Frame(checked, width, height, time.monotonic(), time.time())
 
     def close(self) -> None:
-        sock, self._sock, self._conn = self._sock, None, None
+        self._close_socket()
         self.connected_at = None
+
+    def _close_socket(self) -> None:
+        sock, self._sock, self._conn = self._sock, None, None
         if sock is not None:
             sock.close()
 
@@ -271,7 +305,7 @@ class NetworkSource(CaptureSource):
             "username": self.options.username,
             "mode": "passthrough",
             "format": "MJPG",
-            "connected": self._sock is not None,
+            "connected": self.connected_at is not None,
             "content_type": self.content_type,
             "frames": {**self._checker.counters(), **self._splitter.counters()},
         }

@@ -65,6 +65,15 @@ class MultipartServer:
                 await writer.drain()
                 return
             self.active += 1
+            if head.startswith(b"GET /snapshot.jpg "):
+                jpeg = self.jpegs[self.active % len(self.jpegs)]
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
+                    % len(jpeg)
+                    + jpeg
+                )
+                await writer.drain()
+                return
             writer.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n"
                 b"Connection: close\r\n\r\n"
@@ -175,3 +184,27 @@ async def test_upstream_that_goes_away_and_comes_back_is_followed(
         await upstream.start()
         await wait_for_state(rd, lambda c: c["state"] == "live")
         assert upstream.active == 2
+
+
+async def test_a_snapshot_url_is_polled_at_the_camera_fps(
+    start_daemon: Any, upstream: MultipartServer
+) -> None:
+    """A URL that answers one image/jpeg is asked again for each frame, paced to fps."""
+    rd = await start_daemon(
+        camera(f"http://relay:{SECRET}@127.0.0.1:{upstream.port}/snapshot.jpg", fps=10)
+    )
+    seen = []
+    loop = asyncio.get_running_loop()
+    async with ws_connect(rd, "/websocket/relay") as ws:
+        started = loop.time()
+        for _ in range(8):
+            await ws.send("x")
+            seen.append(await asyncio.wait_for(ws.recv(), timeout(10)))
+        took = loop.time() - started
+        requests = upstream.active
+    assert set(seen) <= set(upstream.jpegs)
+    assert len(set(seen)) >= 4  # new pictures, not the first one again
+    # Paced: no more requests than 10 a second allow (plus the first and one in flight).
+    assert requests <= 10 * took + 2, (requests, took)
+    cam = await rd.camera_state("relay")
+    assert cam["format"]["content_type"] == "image/jpeg"
