@@ -80,6 +80,8 @@ class ProtocolV2:
             while ws.is_open:
                 while ws.messages:
                     try:
+                        if ws.overflowed:
+                            raise ClientProtocolError("too many messages without waiting")
                         self._handle(parse_client_message(ws.messages.popleft()))
                     except ClientProtocolError as exc:
                         log.debug("client %s: protocol error: %s", ws.conn.peer, exc)
