@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import * as check from "./lib/checks.mjs";
-import { launchBrowser, openPage, startDaemon } from "./lib/harness.mjs";
+import { launchBrowser, openPage, scaled, startDaemon } from "./lib/harness.mjs";
 import { startNginx } from "./lib/nginx.mjs";
 
 const CAMERAS = {
@@ -75,4 +75,54 @@ test("through nginx the controls work by keyboard", async () => {
 
 test("through nginx the page reconnects after a daemon restart", async (t) => {
   t.diagnostic(JSON.stringify(await check.reconnects(page, daemon, "front")));
+});
+
+test("through nginx /stream/front.mjpg streams fresh parts (proxy_buffering off)", async () => {
+  const controller = new AbortController();
+  // A stream that stalls must fail the test, not hang it.
+  const timer = setTimeout(() => controller.abort(), scaled(10_000));
+  const response = await fetch(`${nginx.url}stream/front.mjpg`, { signal: controller.signal });
+  assert.equal(response.status, 200);
+  assert.match(response.headers.get("content-type"), /^multipart\/x-mixed-replace;boundary=/);
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder("latin1");
+  let text = "";
+  const stamps = [];
+  while (stamps.length < 10) {
+    const { value, done } = await reader.read();
+    assert.ok(!done, "the stream ended");
+    text += decoder.decode(value);
+    for (const m of text.matchAll(/X-Timestamp: (\d+\.\d{3})\r\n/g)) stamps.push(Number(m[1]));
+    text = text.slice(text.lastIndexOf("X-Timestamp") + 1);
+  }
+  clearTimeout(timer);
+  controller.abort();
+  const age = Date.now() / 1000 - stamps[stamps.length - 1];
+  assert.ok(age < 1.0, `the last part is ${age.toFixed(3)} s old through nginx`);
+});
+
+test("through nginx <img src=stream.mjpg> shows a moving picture", async () => {
+  const differs = await page.evaluate(async () => {
+    const img = new Image();
+    img.src = new URL("stream/front.mjpg", location.href).href;
+    document.body.append(img);
+    await new Promise((resolve, reject) => {
+      img.onload = resolve;
+      img.onerror = reject;
+      setTimeout(resolve, 3000);
+    });
+    const grab = () => {
+      const c = document.createElement("canvas");
+      c.width = 64;
+      c.height = 36;
+      c.getContext("2d").drawImage(img, 0, 0, 64, 36);
+      return c.toDataURL();
+    };
+    const first = grab();
+    await new Promise((r) => setTimeout(r, 500));
+    const second = grab();
+    img.remove();
+    return first !== second;
+  });
+  assert.ok(differs, "the <img> picture did not change in 0.5 s");
 });
