@@ -1,13 +1,17 @@
 """Protocol 2 (subprotocol "pyimagestream.v2"): credits, pause/resume, state messages.
 
 The client sends {"type": "next"} for each frame it wants (up to `window` outstanding),
-{"type": "pause"} / {"type": "resume"} when it stops / starts watching. The server sends
+{"type": "pause"} / {"type": "resume"} when it stops / starts watching, and
+{"type": "size", "max_width": N} to get frames at most N pixels wide from then on (0: the
+camera's own size). The server sends
 {"type": "hello", ...} first, then {"type": "state", ...} on every camera state change, and
 for each credit one binary message: a 4-byte big-endian length N, N bytes of JSON metadata
 (camera, seq, time, age, width, height, offline), then the JPEG.
 
 `parse_client_message` is the I/O-free parser of the client's messages (fuzzed by the
-hostile-input suite). Event-loop thread only.
+hostile-input suite). Smaller frames come from the camera's Scaler (scaler.py), shared by
+every client of that camera that asked the same size; a client that never sent "size" gets
+the camera's frames untouched. Event-loop thread only.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ import json
 import logging
 import struct
 import time
-from typing import Any
+import weakref
+from typing import Any, NamedTuple
 
 from pyimagestreamd.delivery import send_newest
 from pyimagestreamd.frame import Frame
 from pyimagestreamd.hub import Hub
+from pyimagestreamd.scaler import Scaler
 from pyimagestreamd.wsconn import WebSocket
 
 log = logging.getLogger(__name__)
@@ -29,15 +35,35 @@ log = logging.getLogger(__name__)
 # enough that a stalled client holds little.
 MAX_WINDOW = 8
 CLOSE_POLICY = 1008
-MESSAGE_TYPES = ("next", "pause", "resume")
+MESSAGE_TYPES = ("next", "pause", "resume", "size")
+# Widest "max_width" a client may ask for; wider frames than this are not made smaller.
+MAX_ASKED_WIDTH = 16384
+# What the hello tells a client this server understands beyond next/pause/resume.
+FEATURES = ("size",)
+
+# One Scaler per camera, for as long as its hub lives.
+_scalers: weakref.WeakKeyDictionary[Hub, Scaler] = weakref.WeakKeyDictionary()
+
+
+def scaler_for(hub: Hub) -> Scaler:
+    """The Scaler of `hub`'s camera (made at the first client that asks for a size)."""
+    scaler = _scalers.get(hub)
+    if scaler is None:
+        scaler = _scalers[hub] = Scaler()
+    return scaler
+
+
+class ClientMessage(NamedTuple):
+    kind: str  # "next", "pause", "resume" or "size"
+    max_width: int = 0  # "size" only; 0 is the camera's own size
 
 
 class ClientProtocolError(Exception):
     """A client broke protocol 2; the message is sent to it before closing."""
 
 
-def parse_client_message(message: str | bytes) -> str:
-    """The type ("next", "pause" or "resume") of one client message, or ClientProtocolError."""
+def parse_client_message(message: str | bytes) -> ClientMessage:
+    """One client message, or ClientProtocolError."""
     if not isinstance(message, str):
         raise ClientProtocolError("binary messages are not part of protocol 2")
     try:
@@ -48,7 +74,13 @@ def parse_client_message(message: str | bytes) -> str:
     kind = data.get("type") if isinstance(data, dict) else None
     if not isinstance(kind, str) or kind not in MESSAGE_TYPES:
         raise ClientProtocolError(f"unknown message type {str(kind)[:40]!r}")
-    return kind
+    if kind != "size":
+        return ClientMessage(kind)
+    width = data.get("max_width")
+    # bool is an int to Python, not to the protocol.
+    if not isinstance(width, int) or isinstance(width, bool) or not 0 <= width <= MAX_ASKED_WIDTH:
+        raise ClientProtocolError(f"size: max_width must be an integer 0..{MAX_ASKED_WIDTH}")
+    return ClientMessage(kind, width)
 
 
 class ProtocolV2:
@@ -62,6 +94,7 @@ class ProtocolV2:
         self.last_seq = 0
         self.watching = False
         self.reported_version = -1
+        self.max_width = 0
 
     async def run(self) -> None:
         hub, ws = self.hub, self.ws
@@ -73,6 +106,7 @@ class ProtocolV2:
             "window": MAX_WINDOW,
             "state": hub.state.value,
             "reason": hub.reason,
+            "features": list(FEATURES),
         })  # fmt: skip
         self.reported_version = hub.state_version
         self._watch(True)
@@ -116,8 +150,11 @@ class ProtocolV2:
             self.hub.remove_viewer()
         self.watching = watching
 
-    def _handle(self, kind: str) -> None:
-        if kind == "next":
+    def _handle(self, message: ClientMessage) -> None:
+        kind = message.kind
+        if kind == "size":
+            self.max_width = message.max_width
+        elif kind == "next":
             if self.credits >= MAX_WINDOW:
                 raise ClientProtocolError(f"more than {MAX_WINDOW} frame requests outstanding")
             self.credits += 1
@@ -132,6 +169,8 @@ class ProtocolV2:
         self.ws.send_text(json.dumps(data))
 
     def _send_frame(self, frame: Frame) -> int:
+        if self.max_width and frame.width > self.max_width:
+            frame = scaler_for(self.hub).scaled(frame, self.max_width)
         meta = json.dumps({
             "camera": self.hub.name,
             "seq": frame.seq,
