@@ -8,7 +8,13 @@
  * are relative to the page, so the client works under a reverse proxy's path prefix.
  *
  * Keys: Space or K pause/resume, F fullscreen, I statistics overlay, D download the frame,
- * + and - zoom, 0 resets the zoom, Escape back to all cameras, 1-9 open a camera.
+ * + and - zoom, 0 resets the zoom, S data saver, Escape back to all cameras, 1-9 open a
+ * camera.
+ *
+ * Smaller frames (where the server offers protocol 2's "size"): each grid tile asks for
+ * frames no wider than it is drawn (in device pixels), and the data saver asks for at most
+ * SAVER_WIDTH pixels in every view; one camera full size otherwise gets its full frames,
+ * which zoom needs.
  *
  * Fullscreen is the "full window" layout (only the picture, the controls over its corner),
  * made fullscreen through the Fullscreen API where the browser has it for elements; where it
@@ -27,6 +33,7 @@ import { CameraView } from "./view.js";
 
 const REFRESH_MS = 250;
 const ZOOM_STEP = 1.25;
+const SAVER_WIDTH = 640;
 const STATE_TIMEOUT_MS = 5000;
 
 function byId(id) {
@@ -99,9 +106,11 @@ class App {
       download: byId("download"),
       info: byId("info"),
       zoomReset: byId("zoom-reset"),
+      saver: byId("saver"),
     };
     this.notice = byId("notice");
     this.showInfo = readSetting("pyimagestream.info") === "1";
+    this.saver = readSetting("pyimagestream.saver") === "1";
     this.decoder = pickDecoder();
     this.fullscreen = fullscreenApi();
     this.fullWindow = false;
@@ -115,6 +124,12 @@ class App {
     b.download.addEventListener("click", () => this.download());
     b.info.addEventListener("click", () => this.toggleInfo());
     b.zoomReset.addEventListener("click", () => this.zoomKey("0"));
+    b.saver.addEventListener("click", () => this.toggleSaver());
+    let resizeTimer = 0;
+    window.addEventListener("resize", () => {
+      clearTimeout(resizeTimer);
+      resizeTimer = setTimeout(() => this.applySizes(), 300);
+    });
     window.addEventListener("hashchange", () => this.route());
     document.addEventListener("visibilitychange", () => this.onVisibility());
     if (this.fullscreen) {
@@ -218,6 +233,27 @@ class App {
     document.title = single ? `${single} — pyimagestream` : "pyimagestream";
     this.updateToolbar();
     this.refresh();
+    // Once laid out: the tiles' widths are known.
+    requestAnimationFrame(() => this.applySizes());
+  }
+
+  wantedWidth(view) {
+    const cap = this.saver ? SAVER_WIDTH : 0;
+    if (this.mode !== "grid") return cap;
+    const tile = Math.ceil(view.element.clientWidth * (window.devicePixelRatio || 1));
+    if (!(tile > 0)) return cap;
+    return cap ? Math.min(cap, tile) : tile;
+  }
+
+  applySizes() {
+    for (const { view, stream } of this.views.values()) stream.setMaxWidth(this.wantedWidth(view));
+  }
+
+  toggleSaver() {
+    this.saver = !this.saver;
+    writeSetting("pyimagestream.saver", this.saver ? "1" : "0");
+    this.applySizes();
+    this.updateToolbar();
   }
 
   addView(name, mode, index) {
@@ -371,6 +407,7 @@ class App {
     b.fullscreen.title = `${b.fullscreen.querySelector(".label").textContent} (F)`;
     const zoom = this.singleView()?.zoom;
     b.zoomReset.hidden = !(zoom && zoom.isZoomed);
+    b.saver.setAttribute("aria-pressed", String(this.saver));
   }
 
   onKey(event) {
@@ -388,6 +425,8 @@ class App {
       this.toggleFullscreen();
     } else if (key === "i" || key === "I") {
       this.toggleInfo();
+    } else if (key === "s" || key === "S") {
+      this.toggleSaver();
     } else if (key === "d" || key === "D") {
       this.download();
     } else if (key === "+" || key === "=" || key === "-" || key === "0") {

@@ -8,7 +8,7 @@
  *   the newest frame that client has not seen yet.
  * - Protocol 2 (subprotocol "pyimagestream.v2"): the client sends {"type": "next"} for each
  *   frame it wants (up to `window` outstanding), {"type": "pause"} / {"type": "resume"} when
- *   it stops / starts watching. The server sends {"type": "hello", ...} first, then
+ *   it stops / starts watching, {"type": "size", "max_width": N} for frames at most N wide. The server sends {"type": "hello", ...} first, then
  *   {"type": "state", ...} on every camera state change, and for each credit one binary
  *   message: a 4-byte big-endian length N, N bytes of JSON metadata (camera, seq, time, age,
  *   width, height, offline), then the JPEG.
@@ -18,7 +18,10 @@
  * Interface:
  *   SUBPROTOCOL               "pyimagestream.v2"
  *   MSG_NEXT, MSG_PAUSE, MSG_RESUME
- *                             the client's three messages, already serialized
+ *                             the client's three basic messages, already serialized
+ *   sizeMessage(maxWidth)     {"type": "size", "max_width": N}: frames at most N wide from
+ *                             now on (0: full size); only to a server whose hello lists
+ *                             "size" in its features
  *   CLOSE                     close codes by name (GOING_AWAY, POLICY, TOO_BIG, TRY_AGAIN,
  *                             UNKNOWN_CAMERA)
  *   pageBase(loc)             URL of the folder the page was served from; it keeps a reverse
@@ -38,6 +41,10 @@ export const SUBPROTOCOL = "pyimagestream.v2";
 export const MSG_NEXT = JSON.stringify({ type: "next" });
 export const MSG_PAUSE = JSON.stringify({ type: "pause" });
 export const MSG_RESUME = JSON.stringify({ type: "resume" });
+
+export function sizeMessage(maxWidth) {
+  return JSON.stringify({ type: "size", max_width: Math.max(0, Math.min(16384, Math.round(maxWidth))) });
+}
 
 export const CLOSE = Object.freeze({
   NORMAL: 1000,

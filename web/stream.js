@@ -26,6 +26,8 @@
  *                               will not retry) or "closed" (by close())
  *   .start()                    connect
  *   .close()                    disconnect for good
+ *   .setMaxWidth(pixels)        ask for frames at most this wide (0: full size), where the
+ *                               server can (its hello lists "size"); kept across reconnects
  *   .setPaused(cause, paused)   cause is any string ("user", "hidden"); requests stop while
  *                               any cause is set
  *   .paused, .pausedBy(cause)
@@ -44,6 +46,7 @@ import {
   MSG_PAUSE,
   MSG_RESUME,
   ProtocolError,
+  sizeMessage,
   SUBPROTOCOL,
   parseControl,
   parseFrame,
@@ -89,6 +92,8 @@ export class CameraStream {
     this.pausedAt = 0;
     this.creditsFrom = 0; // no requests before this time (just after a resume)
     this.resumeTimer = 0;
+    this.maxWidth = 0;
+    this.canResize = false; // the server's hello listed "size"
     this.onOnline = () => this.retryNow();
     window.addEventListener("online", this.onOnline);
   }
@@ -148,6 +153,13 @@ export class CameraStream {
         this.topUp();
       }
     }
+  }
+
+  setMaxWidth(pixels) {
+    const width = Math.max(0, Math.round(pixels) || 0);
+    if (width === this.maxWidth) return;
+    this.maxWidth = width;
+    if (this.isOpen() && this.canResize) this.ws.send(sizeMessage(width));
   }
 
   isOpen() {
@@ -260,6 +272,8 @@ export class CameraStream {
         this.helloSeen = true;
         this.attempt = 0;
         this.flow = new FlowControl(msg.window || 1, msg.state === "live", this.handshakeMs);
+        this.canResize = Array.isArray(msg.features) && msg.features.includes("size");
+        if (this.canResize && this.maxWidth > 0) this.ws.send(sizeMessage(this.maxWidth));
         this.setConnection("open", {});
         this.onHello(msg);
         this.setState(msg.state, msg.reason);

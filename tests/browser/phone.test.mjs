@@ -300,3 +300,46 @@ test("the web app manifest parses and says standalone, theme colour and icons th
   }
   await page.closeAll();
 });
+
+// The server's choice for a maximum width (README, protocol 2 "size"): the largest M/8 scale.
+function scaledWidth(width, maxWidth) {
+  if (maxWidth <= 0 || maxWidth >= width) return width;
+  let eighths = 8;
+  while (eighths > 1 && Math.ceil((width * eighths) / 8) > maxWidth) eighths -= 1;
+  return Math.ceil((width * eighths) / 8);
+}
+
+test("grid tiles get frames as wide as the tile, the data saver 640, one camera alone its full size", async (t) => {
+  const two = await startDaemon({
+    left: { width: 1280, height: 720, fps: 15, stop_delay: 1 },
+    right: { width: 1280, height: 720, fps: 15, stop_delay: 1 },
+  });
+  try {
+    const page = await openPage(browser, two.url, { viewport: { width: 390, height: 844 } });
+    const decoded = (name) =>
+      page.evaluate((n) => {
+        const { view, stream } = window.pyimagestream.views.get(n);
+        return { canvas: view.canvas.width, tile: view.element.clientWidth, sent: stream.maxWidth };
+      }, name);
+    await check.waitFrames(page, "left", 3);
+    await waitFor("tile-sized frames", async () => {
+      const d = await decoded("left");
+      return d.canvas === scaledWidth(1280, d.tile) ? true : JSON.stringify(d);
+    });
+    const tile = await decoded("left");
+    assert.ok(tile.canvas < 1280, `tile frames ${tile.canvas} wide`);
+    await page.goto(`${two.url}#camera=left`);
+    await check.waitFrames(page, "left", 3);
+    assert.equal((await decoded("left")).canvas, 1280, "one camera alone is not full size");
+    await page.click("#saver");
+    await waitFor("data saver frames", async () => ((await decoded("left")).canvas === 640 ? true : `${(await decoded("left")).canvas}`));
+    assert.equal(await page.getAttribute("#saver", "aria-pressed"), "true");
+    await page.click("#saver");
+    await waitFor("full frames again", async () => (await decoded("left")).canvas === 1280);
+    assert.deepEqual(page.errors, [], "console errors");
+    t.diagnostic(JSON.stringify({ tile }));
+    await page.closeAll();
+  } finally {
+    await two.close();
+  }
+});
