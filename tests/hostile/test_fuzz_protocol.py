@@ -16,7 +16,12 @@ from conftest import timeout
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pyimagestreamd.ws_v2 import MESSAGE_TYPES, ClientProtocolError, parse_client_message
+from pyimagestreamd.ws_v2 import (
+    MAX_ASKED_WIDTH,
+    MESSAGE_TYPES,
+    ClientProtocolError,
+    parse_client_message,
+)
 
 FUZZ = settings(
     max_examples=600,
@@ -40,15 +45,16 @@ JSON = st.recursive(
 def check_outcome(message: str | bytes) -> str | None:
     """The property: one of the message types, or a ClientProtocolError of one short line."""
     try:
-        kind = parse_client_message(message)
+        parsed = parse_client_message(message)
     except ClientProtocolError as exc:
         text = str(exc)
         assert text and "\n" not in text, text
         # The reason goes into a close frame, whose reason may hold at most 123 bytes.
         assert len(text.encode()) <= 123, text
         return None
-    assert kind in MESSAGE_TYPES
-    return kind
+    assert parsed.kind in MESSAGE_TYPES
+    assert 0 <= parsed.max_width <= MAX_ASKED_WIDTH
+    return parsed.kind
 
 
 @FUZZ
@@ -56,9 +62,19 @@ def check_outcome(message: str | bytes) -> str | None:
 def test_json_messages_give_a_type_or_a_protocol_error(extra: Any, kind: Any) -> None:
     """Objects with any "type" and any other keys, and JSON that is no object at all."""
     message = {"type": kind, "extra": extra}
-    expected = kind if isinstance(kind, str) and kind in MESSAGE_TYPES else None
+    # "size" needs its max_width, which this message lacks.
+    expected = kind if isinstance(kind, str) and kind in MESSAGE_TYPES and kind != "size" else None
     assert check_outcome(json.dumps(message)) == expected
     check_outcome(json.dumps(extra))
+
+
+@FUZZ
+@given(st.one_of(st.integers(), JSON))
+def test_size_messages_give_a_width_in_range_or_a_protocol_error(width: Any) -> None:
+    """{"type": "size"} with any max_width: an integer 0..MAX_ASKED_WIDTH, or refused."""
+    outcome = check_outcome(json.dumps({"type": "size", "max_width": width}))
+    valid = isinstance(width, int) and not isinstance(width, bool) and 0 <= width <= MAX_ASKED_WIDTH
+    assert outcome == ("size" if valid else None)
 
 
 @FUZZ
