@@ -3,17 +3,22 @@
 Runs inside the test VM (tests/vm/run --bench), as root, from the read-only source share.
 
 1. MJPEG passthrough: v4l2loopback fed with the prepared 1080p30 clip; pyimagestreamd and
-   then µStreamer (Debian's ustreamer, --encoder=HW: the camera's JPEGs as they are) serve
-   the same device, each with 1 and then 10 clients pulling as fast as frames come. CPU is
-   the streamer process's utime+stime (all threads) over the measuring window; frames are
-   what its clients received in that window. Ratio = pyimagestreamd / µStreamer.
-2. YUYV re-encode: v4l2loopback fed with 1920x1080 YUYV; pyimagestreamd re-encodes for one
-   client. Frames per CPU-second of the daemon, against the same conversion done in a bare
-   loop (YUYV -> planes -> range expansion -> simplejpeg) on the same frame.
+   µStreamer (Debian's ustreamer, --encoder=HW: the camera's JPEGs as they are) serve the
+   same device in turn, each to 1 and then 10 clients taking every frame they can: ours
+   over WebSocket protocol 2 and over /stream.mjpg (when this build serves it), µStreamer
+   over /stream. CPU is the streamer process's utime+stime (all threads) over the measuring
+   window; frames are what its clients received in that window. Ratio = ours / µStreamer.
+2. YUYV re-encode: v4l2loopback fed with 1920x1080 YUYV at 10 fps; frames per CPU-second
+   of the daemon (capture + encode + 1 client), of `V4L2Source.read()` alone on the same
+   feed, and of the same conversion (YUYV -> planes -> range -> simplejpeg) in a bare loop
+   paced at the same 10 fps: all three at one rate, so per-frame costs compare.
 
-The clients are Python (websockets for pyimagestreamd, a plain HTTP multipart reader for
-µStreamer) in this process; their CPU is not counted. Under TCG (see the banner) absolute
-figures are ~10x those of real hardware; the ratios are what to read.
+The clients are the same cheap readers for both streamers (guest/cheapclients.py): a
+multipart counter, and a raw-socket WebSocket reader as cheap as it. The guest's two CPUs
+are shared by everything, so a costly client would tax the streamer it watches.
+/api/state is asked only outside the CPU windows. Medians of ROUNDS rounds, the
+contenders' order alternating. Under TCG (see the banner) absolute figures are ~10x those
+of real hardware; the ratios are what to read.
 """
 
 from __future__ import annotations
@@ -21,21 +26,24 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import socket
+import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "guest"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import feeder
 import vmlib
+from cheapclients import MultipartCounter, RawWsCounter
 
 from pyimagestreamd import encoder
+from pyimagestreamd.config import parse_config
 
 WARMUP = 3.0
 WINDOW = 8.0
@@ -61,178 +69,206 @@ class Window:
 
 
 class Probe:
-    """Samples the streamer's CPU time (and capture count) at the window's edges."""
+    """Samples the streamer's CPU time at the window's edges; the capture count outside them.
+
+    The count comes from /api/state: an HTTP request the daemon answers, so it is asked
+    before the CPU is first read and after it is read last.
+    """
 
     def __init__(self, pid: int, captured: Callable[[], int] = lambda: 0) -> None:
         self.pid, self.captured = pid, captured
 
     def start(self) -> tuple[float, float, int]:
-        return time.monotonic(), cpu_seconds(self.pid), self.captured()
+        captured = self.captured()
+        return time.monotonic(), cpu_seconds(self.pid), captured
 
     def stop(self, start: tuple[float, float, int], frames: int) -> Window:
         t0, cpu0, captured0 = start
-        return Window(
-            frames, time.monotonic() - t0, cpu_seconds(self.pid) - cpu0, self.captured() - captured0
-        )
+        seconds, cpu = time.monotonic() - t0, cpu_seconds(self.pid) - cpu0
+        return Window(frames, seconds, cpu, self.captured() - captured0)
 
 
-async def ws_clients(url: str, count: int, probe: Probe) -> Window:
-    """Run `count` protocol-2 clients: warm up, then measure one window."""
-    clients = [vmlib.V2Client(url, keep_jpeg=False) for _ in range(count)]
-    for c in clients:
-        await c.__aenter__()
-    await asyncio.gather(*(c.pump(WARMUP) for c in clients))
-    before = sum(len(c.frames) for c in clients)
-    start = probe.start()
-    await asyncio.gather(*(c.pump(WINDOW) for c in clients))
-    window = probe.stop(start, sum(len(c.frames) for c in clients) - before)
-    for c in clients:
-        await c.__aexit__()
-    return window
+Counter = MultipartCounter | RawWsCounter
 
 
-class MultipartCounter:
-    """Reads µStreamer's /stream (multipart/x-mixed-replace) and counts parts."""
-
-    def __init__(self) -> None:
-        self.parts = 0
-        self.counting = True
-
-    async def run(self, port: int, stop: asyncio.Event) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /stream HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        await writer.drain()
-        header = await reader.readuntil(b"\r\n\r\n")
-        boundary = b"--" + header.split(b"boundary=")[1].split(b"\r\n")[0].strip()
-        tail = b""
-        while not stop.is_set():
-            try:
-                chunk = await asyncio.wait_for(reader.read(1 << 20), 1.0)
-            except TimeoutError:
-                continue
-            if not chunk:
-                break
-            data = tail + chunk
-            self.parts += data.count(boundary)
-            tail = data[-len(boundary) + 1 :]
-        writer.close()
-
-
-async def http_clients(port: int, count: int, probe: Probe) -> Window:
-    stop = asyncio.Event()
-    counters = [MultipartCounter() for _ in range(count)]
-    tasks = [asyncio.create_task(c.run(port, stop)) for c in counters]
+async def watch(counters: list[Counter], probe: Probe) -> Window:
+    """Run the clients: warm up, then measure one window; then stop them."""
+    tasks = [asyncio.create_task(c.run()) for c in counters]
     await asyncio.sleep(WARMUP)
-    before = sum(c.parts for c in counters)
+    before = sum(c.frames for c in counters)
     start = probe.start()
     await asyncio.sleep(WINDOW)
-    window = probe.stop(start, sum(c.parts for c in counters) - before)
-    stop.set()
-    await asyncio.gather(*tasks)
+    window = probe.stop(start, sum(c.frames for c in counters) - before)
+    for t in tasks:
+        t.cancel()
+    for result in await asyncio.gather(*tasks, return_exceptions=True):
+        if not isinstance(result, asyncio.CancelledError):
+            raise RuntimeError(f"a client stopped before the window ended: {result!r}")
     return window
 
 
-def measure(clients: Coroutine[Any, Any, Window], count: int) -> tuple[float, float]:
+def measure(counters: list[Counter], probe: Probe) -> tuple[float, float]:
     """CPU ms per delivered frame and delivered fps per client, for one client run."""
-    w = asyncio.run(clients)
-    return (1000 * w.cpu / w.frames if w.frames else float("inf")), w.frames / w.seconds / count
+    w = asyncio.run(watch(counters, probe))
+    per_client = w.frames / w.seconds / len(counters)
+    return (1000 * w.cpu / w.frames if w.frames else float("inf")), per_client
 
 
-def simplejpeg_alone(frame: bytes, seconds: float = 8.0) -> float:
-    """Frames per CPU-second for the bare conversion: YUYV -> planes -> range -> JPEG."""
+def serves_mjpeg(port: int) -> bool:
+    """Whether this build of the daemon has /stream.mjpg (the front door)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        return s.recv(64).split(b" ")[1:2] == [b"200"]
+
+
+def paced(seconds: float, fps: float, step: Callable[[], object]) -> float:
+    """Frames per CPU-second of `step` called at `fps` for `seconds` (this process's CPU)."""
     n = 0
     started = resource.getrusage(resource.RUSAGE_SELF)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        planes = encoder.expand_range(encoder.yuyv_to_planes(frame, 1920, 1080))
-        encoder.encode_planes(planes, 80)
-        n += 1
+    t0 = time.monotonic()
+    while time.monotonic() < t0 + seconds:
+        if step() is not None:
+            n += 1
+        if fps:
+            time.sleep(max(0.0, t0 + n / fps - time.monotonic()))
     ended = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (ended.ru_utime - started.ru_utime) + (ended.ru_stime - started.ru_stime)
     return n / cpu
 
 
+def source_alone(device: str, seconds: float) -> float:
+    """Frames per CPU-second of V4L2Source.read() on the feed, without the daemon around it."""
+    from pyimagestreamd.v4l2 import V4L2Source
+
+    config = parse_config(
+        f"cameras:\n  cam: {{source: {device}, width: 1920, height: 1080, fps: 30}}\n"
+    )
+    source = V4L2Source(config.cameras[0])
+    source.open()
+    try:
+        source.read(5.0)  # the first frame after STREAMON: not counted
+        return paced(seconds, 0, lambda: source.read(1.0))
+    finally:
+        source.close()
+
+
+YUYV_FPS = 10
+# Fed at 10 fps: under TCG the daemon encodes ~5-6 fps of 1080p per core, and a feeder
+# copying 4 MB frames at 30 fps would only take CPU away from every measurement.
+
+
 def main() -> None:
     accel = os.environ.get("PYIMAGESTREAM_VM_ACCEL", "tcg")
-    print(
-        f"bench: guest with {os.cpu_count()} CPUs under {accel.upper()}; window {WINDOW:g} s per run"
-    )
+    print(f"bench: guest with {os.cpu_count()} CPUs under {accel.upper()}; "
+          f"window {WINDOW:g} s per run, {ROUNDS} rounds")  # fmt: skip
     vmlib.load_v4l2loopback()
-    # Best of ROUNDS, alternating the contenders: the 2-core host is shared, and a guest
-    # under TCG counts time its virtual CPUs were descheduled as CPU time of whatever ran.
-    passthrough: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    runs: dict[tuple[str, int], list[tuple[float, float]]] = {}
     tmp = Path(tempfile.mkdtemp())
+    camera = vmlib.camera_yaml("cam", source=vmlib.LOOP_MJPEG, width=1920, height=1080,
+                               fps=30, stop_delay=0.5)  # fmt: skip
+
+    def ours(r: int) -> None:
+        (tmp / f"passthrough{r}").mkdir()
+        daemon = vmlib.Daemon(camera, tmp / f"passthrough{r}")
+        try:
+            kinds: list[tuple[str, Callable[[], Counter]]] = [
+                ("ours WebSocket", lambda: RawWsCounter(daemon.port, "/websocket/cam"))
+            ]
+            if serves_mjpeg(daemon.port):
+                daemon.wait_camera("cam", lambda c: c["state"] == "sleeping", 30, "sleep")
+                kinds.append(("ours /stream.mjpg",
+                              lambda: MultipartCounter(daemon.port, "/stream.mjpg")))  # fmt: skip
+            for who, make in kinds:
+                for n in CLIENT_COUNTS:
+                    got = measure([make() for _ in range(n)], Probe(daemon.proc.pid))
+                    runs.setdefault((who, n), []).append(got)
+                    report(r, who, n, got)
+        finally:
+            daemon.stop()
+
+    def theirs(r: int) -> None:
+        with vmlib.ustreamer(vmlib.LOOP_MJPEG, port=USTREAMER_PORT) as ustreamer:
+            for n in CLIENT_COUNTS:
+                counters: list[Counter] = [
+                    MultipartCounter(USTREAMER_PORT, "/stream") for _ in range(n)
+                ]
+                got = measure(counters, Probe(ustreamer.pid))
+                runs.setdefault(("µStreamer /stream", n), []).append(got)
+                report(r, "µStreamer /stream", n, got)
+
     with vmlib.clip_feeder():
         time.sleep(2)
         for r in range(ROUNDS):
-            (tmp / f"passthrough{r}").mkdir()
-            daemon = vmlib.Daemon(
-                vmlib.camera_yaml("cam", source=vmlib.LOOP_MJPEG, width=1920, height=1080, fps=30),
-                tmp / f"passthrough{r}",
-            )
-            try:
-                for n in CLIENT_COUNTS:
-                    got = measure(ws_clients(daemon.url("cam"), n, Probe(daemon.proc.pid)), n)
-                    passthrough.setdefault(("pyimagestreamd", n), []).append(got)
-                    report(r, "pyimagestreamd", n, got)
-            finally:
-                daemon.stop()
-            with vmlib.ustreamer(vmlib.LOOP_MJPEG, port=USTREAMER_PORT) as ustreamer:
-                for n in CLIENT_COUNTS:
-                    got = measure(http_clients(USTREAMER_PORT, n, Probe(ustreamer.pid)), n)
-                    passthrough.setdefault(("ustreamer", n), []).append(got)
-                    report(r, "ustreamer", n, got)
+            # Alternating who goes first: the 2-core host is shared, and a guest under TCG
+            # counts time its virtual CPUs were descheduled as CPU time of whatever ran.
+            for contender in (ours, theirs) if r % 2 == 0 else (theirs, ours):
+                contender(r)
 
-    # Fed at 10 fps: under TCG the daemon encodes ~5 fps of 1080p per core, and a feeder
-    # copying 4 MB frames at 30 fps would only take CPU away from both measurements.
-    ours_yuyv: list[tuple[float, float]] = []
-    alone: list[float] = []
+    yuyv: dict[str, list[float]] = {"daemon": [], "source": [], "bare": []}
+    delivered: list[float] = []
     frame = feeder.yuyv_bars(1920, 1080)
-    with vmlib.python_feeder(vmlib.LOOP_YUYV, "yuyv-bars", fps=10):
+    with vmlib.python_feeder(vmlib.LOOP_YUYV, "yuyv-bars", fps=YUYV_FPS):
         time.sleep(2)
         for r in range(ROUNDS):
             (tmp / f"yuyv{r}").mkdir()
             daemon = vmlib.Daemon(
-                vmlib.camera_yaml("cam", source=vmlib.LOOP_YUYV, width=1920, height=1080, fps=30),
+                vmlib.camera_yaml("cam", source=vmlib.LOOP_YUYV, width=1920, height=1080,
+                                  fps=30, stop_delay=0.5),
                 tmp / f"yuyv{r}",
-            )
+            )  # fmt: skip
             try:
                 probe = Probe(daemon.proc.pid, lambda d=daemon: d.camera("cam")["frames_captured"])
-                w = asyncio.run(ws_clients(daemon.url("cam"), 1, probe))
-                ours_yuyv.append((w.captured / w.cpu, w.frames / w.seconds))
+                w = asyncio.run(watch([RawWsCounter(daemon.port, "/websocket/cam")], probe))
+                yuyv["daemon"].append(w.captured / w.cpu)
+                delivered.append(w.frames / w.seconds)
+                daemon.wait_camera("cam", lambda c: c["state"] == "sleeping", 30, "sleep")
             finally:
                 daemon.stop()
             # With the feeder still writing: the same load as the daemon had.
-            alone.append(simplejpeg_alone(frame))
-            print(f"round {r}: YUYV daemon {ours_yuyv[-1][0]:.2f} frames/CPU-s "
-                  f"({ours_yuyv[-1][1]:.1f} fps delivered), bare loop {alone[-1]:.2f}")  # fmt: skip
+            yuyv["source"].append(source_alone(vmlib.LOOP_YUYV, WINDOW))
+
+            def convert() -> bytes:
+                planes = encoder.expand_range(encoder.yuyv_to_planes(frame, 1920, 1080))
+                return encoder.encode_planes(planes, 80)
+
+            yuyv["bare"].append(paced(WINDOW, YUYV_FPS, convert))
+            print(f"round {r}: YUYV frames/CPU-s: daemon {yuyv['daemon'][-1]:.2f} "
+                  f"({delivered[-1]:.1f} fps delivered), V4L2Source alone {yuyv['source'][-1]:.2f}, "
+                  f"bare loop {yuyv['bare'][-1]:.2f}")  # fmt: skip
 
     print()
-    print(f"Best of {ROUNDS} rounds, guest under {accel.upper()}:")
-    print()
     print(
-        "| MJPEG 1080p30 passthrough | pyimagestreamd ms CPU/frame | µStreamer ms CPU/frame | ratio |"
+        f"Medians of {ROUNDS} alternating rounds (range in brackets), guest under {accel.upper()}:"
     )
-    print("| --- | --- | --- | --- |")
-    for n in CLIENT_COUNTS:
-        ours = min(passthrough["pyimagestreamd", n])
-        theirs = min(passthrough["ustreamer", n])
-        print(f"| {n} client{'s' if n > 1 else ''} | {ours[0]:.2f} ({ours[1]:.1f} fps each) "
-              f"| {theirs[0]:.2f} ({theirs[1]:.1f} fps each) | {ours[0] / theirs[0]:.2f}x |")  # fmt: skip
-    best = max(ours_yuyv)
     print()
-    print("| YUYV 1080p re-encode | frames per CPU-second |")
+    print("| MJPEG 1080p30 passthrough | clients | ms CPU/frame | fps each | ratio to µStreamer |")
+    print("| --- | --- | --- | --- | --- |")
+    for (who, n), got in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        ms = [g[0] for g in got]
+        ref = statistics.median(g[0] for g in runs["µStreamer /stream", n])
+        print(f"| {who} | {n} | {spread(ms)} | {statistics.median(g[1] for g in got):.1f} "
+              f"| {statistics.median(ms) / ref:.2f}x |")  # fmt: skip
+    print()
+    print(f"| YUYV 1080p re-encode, fed at {YUYV_FPS} fps | frames per CPU-second |")
     print("| --- | --- |")
-    print(f"| pyimagestreamd (capture + encode + serve 1 client, {best[1]:.1f} fps delivered) "
-          f"| {best[0]:.2f} |")  # fmt: skip
-    print(f"| bare loop: YUYV -> planes -> range -> simplejpeg | {max(alone):.2f} |")
-    print(f"| ratio | {best[0] / max(alone):.2f} |")
+    print(f"| pyimagestreamd (capture + encode + 1 client, {statistics.median(delivered):.1f} fps "
+          f"delivered) | {spread(yuyv['daemon'])} |")  # fmt: skip
+    print(f"| `V4L2Source.read()` alone | {spread(yuyv['source'])} |")
+    print(
+        f"| bare loop at {YUYV_FPS} fps: YUYV -> planes -> range -> simplejpeg | {spread(yuyv['bare'])} |"
+    )
+    ratio = statistics.median(yuyv["daemon"]) / statistics.median(yuyv["bare"])
+    print(f"| ratio daemon / bare loop | {ratio:.2f} |")
     print("bench: done")
 
 
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
 def report(r: int, who: str, clients: int, got: tuple[float, float]) -> None:
-    print(f"round {r}: {who:<14} {clients:2d} clients: {got[0]:6.2f} ms CPU/frame, "
-          f"{got[1]:5.1f} fps per client")  # fmt: skip
+    print(f"round {r}: {who:<18} {clients:2d} clients: {got[0]:6.2f} ms CPU/frame, "
+          f"{got[1]:5.1f} fps per client", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
