@@ -50,6 +50,15 @@ import vmlib
 from websockets.sync.client import connect
 
 SECONDS = float(os.environ.get("BENCH_SECONDS") or 60)
+# BENCH_ONLY=mjpeg,flow (say): only those kinds of case (ustreamer, mjpeg, original, flow,
+# windows), for a shorter run after a change to one of them.
+ONLY = {k for k in (os.environ.get("BENCH_ONLY") or "").split(",") if k}
+
+
+def wanted(kind: str) -> bool:
+    return not ONLY or kind in ONLY
+
+
 WARMUP = 5.0
 NETNS = "pis-client"
 SERVER_IF, CLIENT_IF = "pis-srv", "pis-cli"
@@ -219,36 +228,40 @@ def main() -> None:
             for link in LINKS:
                 shape(link)
                 drain()
-                # µStreamer may open the device only once our camera has gone to sleep.
-                daemon.wait_camera("cam", lambda c: c["state"] == "sleeping", 30, "sleep")
-                with vmlib.ustreamer(vmlib.LOOP_MJPEG, "0.0.0.0", USTREAMER_PORT):
-                    got = watch(
-                        "mjpeg", f"http://{SERVER_IP}:{USTREAMER_PORT}/stream?extra_headers=1"
-                    )
-                rows.append(row(link, "µStreamer /stream", got))
-                drain()
-                if has_mjpeg:
+                if wanted("ustreamer"):
+                    # µStreamer may open the device only once our camera has gone to sleep.
+                    daemon.wait_camera("cam", lambda c: c["state"] == "sleeping", 30, "sleep")
+                    with vmlib.ustreamer(vmlib.LOOP_MJPEG, "0.0.0.0", USTREAMER_PORT):
+                        got = watch(
+                            "mjpeg", f"http://{SERVER_IP}:{USTREAMER_PORT}/stream?extra_headers=1"
+                        )
+                    rows.append(row(link, "µStreamer /stream", got))
+                    drain()
+                if wanted("mjpeg") and has_mjpeg:
                     rows.append(row(link, "ours /stream.mjpg", watch("mjpeg", mjpeg_url)))
-                else:
+                    drain()
+                elif wanted("mjpeg"):
                     rows.append(Row(link, "ours /stream.mjpg", note="not served by this build"))
-                drain()
-                observer = Observer(f"ws://127.0.0.1:{daemon.port}/websocket/cam")
-                observer.start()
-                got = watch("original", ws_url)
-                observer.stopping.set()
-                observer.join(30)
-                ages, unmatched = observer.ages(got.get("arrivals", []))
-                r = row(link, "ours WS original, 1 in flight", got, ages)
-                if unmatched:
-                    r.note += f"; {unmatched} frames unmatched"
-                rows.append(r)
-                drain()
-                rows.append(row(link, "ours WS protocol 2, flow.js", watch("flow", ws_url)))
-                if link.limit is None:
+                if wanted("original"):
+                    observer = Observer(f"ws://127.0.0.1:{daemon.port}/websocket/cam")
+                    observer.start()
+                    got = watch("original", ws_url)
+                    observer.stopping.set()
+                    observer.join(30)
+                    ages, unmatched = observer.ages(got.get("arrivals", []))
+                    r = row(link, "ours WS original, 1 in flight", got, ages)
+                    if unmatched:
+                        r.note += f"; {unmatched} frames unmatched"
+                    rows.append(r)
+                    drain()
+                if wanted("flow"):
+                    rows.append(row(link, "ours WS protocol 2, flow.js", watch("flow", ws_url)))
+                    drain()
+                if wanted("windows") and link.limit is None:
                     for n in FIXED_WINDOWS:
-                        drain()
                         rows.append(row(link, f"ours WS protocol 2, window {n}",
                                         watch(f"window:{n}", ws_url)))  # fmt: skip
+                        drain()
         finally:
             daemon.stop()
     print()
