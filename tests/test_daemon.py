@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -177,18 +178,29 @@ async def test_sighup_storm_leaves_one_capture_thread_per_camera(tmp_path: Path)
                 tmp.replace(path)  # atomically: a reload never reads half a file
                 os.kill(dp.proc.pid, signal.SIGHUP)
                 await asyncio.sleep(0.02)
-            # The last file has fps 10 (i = 49 writes versions[0]); wait until it is applied
-            # and both cameras deliver at that rate again.
+            # Half of the storm's files have fps 10, so "fps 10" could be seen while reloads
+            # of the storm are still queued: end with a file no storm step wrote (fps 7) and
+            # wait until that one is applied and both cameras are live again.
+            tmp.write_text(head + versions[0].replace("fps: 10", "fps: 7"))
+            tmp.replace(path)
+            os.kill(dp.proc.pid, signal.SIGHUP)
             async with asyncio.timeout(timeout(20)):
                 while True:
                     cams = (await asyncio.to_thread(fetch_state, dp.port))["cameras"]
-                    if all(c["fps"] == 10 and c["state"] == "live" for c in cams):
+                    if all(c["fps"] == 7 and c["state"] == "live" for c in cams):
                         break
                     await asyncio.sleep(0.1)
+            # An orphaned thread never goes away, so waiting for the expected set cannot hide
+            # a leak; it only rides out a source that is still being swapped.
+            threads = capture_threads(dp.proc.pid)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout(5)):
+                    while threads != {"capture-a": 1, "capture-b": 1}:
+                        await asyncio.sleep(0.05)
+                        threads = capture_threads(dp.proc.pid)
             for task in pullers:
                 task.cancel()
             await asyncio.gather(*pullers, return_exceptions=True)
-        threads = capture_threads(dp.proc.pid)
         reloads = sum("configuration reloaded" in line for line in dp.log)
     finally:
         dp.proc.send_signal(signal.SIGTERM)
