@@ -42,7 +42,7 @@ ACCEPT_PAUSE = 0.5
 RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 BACKLOG = 512
 # How long shutdown waits for clients to finish their closing handshake before dropping them.
-CLOSE_TIMEOUT = 2.5
+CLOSE_TIMEOUT = 3.0
 
 
 class StreamServer:

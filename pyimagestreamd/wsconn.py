@@ -21,10 +21,10 @@ import logging
 import os
 
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import OPEN, State
+from websockets.protocol import CLOSED, OPEN, State
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
@@ -206,7 +206,14 @@ class WebSocket:
         """The next message; ConnectionClosed once the connection is closing or gone."""
         while not self.messages:
             if not self.is_open:
-                raise self.protocol.close_exc
+                if self.protocol.state is not CLOSED:
+                    # The closing handshake is under way (our close frame went out, the
+                    # peer's has not come): it ends by the close timer or the server's
+                    # shutdown bound, and only then is there a close to report.
+                    await self.wait_closed()
+                if self.protocol.state is CLOSED:
+                    raise self.protocol.close_exc
+                raise ConnectionClosedError(self.protocol.close_rcvd, self.protocol.close_sent)
             await self.incoming()
         return self.messages.popleft()
 

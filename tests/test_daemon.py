@@ -271,3 +271,40 @@ async def test_reloads_requested_during_a_reload_are_coalesced(
 @pytest.fixture(autouse=True)
 def _fast_status(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pyimagestreamd.daemon, "STATUS_INTERVAL", 0.05)
+
+
+async def test_stop_with_a_client_that_never_answers_the_close_is_clean_and_bounded(
+    tmp_path: Path,
+) -> None:
+    """SIGTERM with an original-protocol client that never answers: exit 0 after the bound."""
+    from websockets.client import ClientProtocol
+    from websockets.frames import Frame
+    from websockets.protocol import OPEN
+    from websockets.uri import parse_uri
+
+    import pyimagestreamd.server
+
+    dp = await spawn_daemon(tmp_path, CAMS)
+    reader, writer = await asyncio.open_connection("127.0.0.1", dp.port)
+    client = ClientProtocol(parse_uri(f"ws://127.0.0.1:{dp.port}/websocket/cam"))
+    client.send_request(client.connect())
+    writer.write(b"".join(client.data_to_send()))
+    async with asyncio.timeout(timeout(10)):
+        while client.state is not OPEN:
+            client.receive_data(await reader.read(65536))
+        client.send_text(b"x")
+        writer.write(b"".join(client.data_to_send()))
+        while not any(isinstance(e, Frame) for e in client.events_received()):
+            client.receive_data(await reader.read(65536))
+    # From here on the client reads nothing and so never answers the server's close frame.
+    started = asyncio.get_running_loop().time()
+    dp.proc.send_signal(signal.SIGTERM)
+    code = await asyncio.wait_for(dp.proc.wait(), timeout(15))
+    took = asyncio.get_running_loop().time() - started
+    await dp.drain_task  # type: ignore[attr-defined]
+    writer.close()
+    log = "".join(dp.log)
+    assert code == 0, log
+    assert "Traceback" not in log
+    bound = pyimagestreamd.server.CLOSE_TIMEOUT
+    assert bound * 0.9 <= took < bound + timeout(2), f"stop took {took:.2f} s"
