@@ -10,6 +10,8 @@
 #   make bench-vm     CPU per frame against µStreamer, in the QEMU guest
 #   make bench-link   frame age on a shaped slow link against µStreamer, in the QEMU guest
 #                     (~30 min; BENCH_SECONDS=N per case to try it shorter)
+#   make vm-test-arm64  the arm64 .deb installed and streaming in an arm64 guest (TCG);
+#                     also `make vm-test ARCH=arm64`, `make bench-vm ARCH=arm64`
 #   make deps         apt-get install the Debian packages the above need (root or sudo)
 
 PYTHON ?= python3
@@ -20,7 +22,8 @@ CONFIG ?= etc/pyimagestream.yaml
 export PIP_CONFIG_FILE := /dev/null
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test unit-test browser-test lint bench deb system-test vm-test bench-vm bench-link deps clean
+.PHONY: run test unit-test browser-test lint bench deb system-test vm-test bench-vm bench-link \
+	vm-test-arm64 deps clean
 
 # Two steps in one venv: the runtime pins (all `make run` needs), then the development tools
 # (pytest, ruff, mypy) on top for the targets that need them.
@@ -68,11 +71,17 @@ deb:
 system-test: deb
 	tests/system/run
 
+# ARCH=arm64: the arm64 guest instead of the amd64 one.
+VM_ARCH := $(if $(ARCH),--arch $(ARCH))
+
 vm-test:
-	tests/vm/run
+	tests/vm/run $(VM_ARCH)
+
+vm-test-arm64:
+	tests/vm/run --arch arm64
 
 bench-vm:
-	tests/vm/run --bench
+	tests/vm/run $(VM_ARCH) --bench
 
 bench-link:
 	tests/vm/run --bench-link

@@ -1,19 +1,23 @@
-"""The installed .deb's hardened service streams a real V4L2 camera (v4l2loopback + the clip).
+"""The installed .deb's hardened service streams real V4L2 cameras: MJPEG and raw.
 
 `make system-test` proves the package under systemd in nspawn, with the test pattern only
 (nspawn shares the host's kernel, which has no V4L2). Here the package that tests/vm/run
 built into build/ (the share's /mnt/src/build/) is installed offline with apt (its Debian
-dependencies are in the image), pointed at the loopback node the prepared MJPEG clip is
-fed into, and checked by tests/system/installed-camera-check: the hardened unit
+dependencies are in the image), pointed at the loopback node the prepared MJPEG clip is fed
+into (passthrough), and checked by
+tests/system/installed-camera-check: the hardened unit
 (DevicePolicy=closed, DeviceAllow=char-video4linux, the system-call filter, exposure <= 1.5)
 opens the device as user pyimagestream, a protocol-2 client pulls complete, live JPEGs of
 the configured size, and purge removes the package.
+
+The guest's own architecture picks the .deb: on the arm64 guest (make vm-test-arm64) these
+tests are the whole suite, and prove the cross-built arm64 package on an arm64 kernel.
 """
 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -23,11 +27,39 @@ CHECK = vmlib.SRC / "tests/system/installed-camera-check"
 
 
 def built_deb() -> Path:
+    arch = vmlib.run("dpkg", "--print-architecture").stdout.strip()
     debs = sorted(
-        (vmlib.SRC / "build").glob("pyimagestream_*_amd64.deb"), key=lambda p: p.stat().st_mtime
+        (vmlib.SRC / "build").glob(f"pyimagestream_*_{arch}.deb"), key=lambda p: p.stat().st_mtime
     )
-    assert debs, "no build/pyimagestream_*_amd64.deb in the share: tests/vm/run builds it first"
+    assert debs, f"no build/pyimagestream_*_{arch}.deb in the share: tests/vm/run builds it first"
     return debs[-1]
+
+
+def check_installed(device: str, *options: str) -> None:
+    """installed-camera-check: install, serve DEVICE, status, purge; then nothing is left."""
+    result = subprocess.run(
+        ["/usr/bin/python3", str(CHECK), str(built_deb()), device, *options, "--purge"],
+        capture_output=True, text=True, timeout=vmlib.timeout(300), check=False,
+    )  # fmt: skip
+    print(result.stdout + result.stderr)
+    assert result.returncode == 0, f"installed-camera-check failed:\n{result.stdout}{result.stderr}"
+    assert "FAILED" not in result.stdout
+    assert "ok: apt purge" in result.stdout
+    # Purged: nothing of the package is left, and nothing listens on its port.
+    status = subprocess.run(["dpkg-query", "-W", "-f", "${Status}", "pyimagestream"],
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    assert "installed" not in status.stdout or "not-installed" in status.stdout
+    left = [p for p in LEFT_BEHIND if Path(p).exists()]
+    assert not left, f"left behind after purge: {left}"
+
+
+# What the package installs or creates at run time, outside /usr/share/doc.
+LEFT_BEHIND: Sequence[str] = (
+    "/usr/lib/pyimagestream", "/usr/sbin/pyimagestreamd", "/usr/share/pyimagestream",
+    "/etc/pyimagestream.yaml", "/lib/systemd/system/pyimagestream.service",
+    "/usr/lib/systemd/system/pyimagestream.service",
+    "/etc/systemd/system/multi-user.target.wants/pyimagestream.service",
+)  # fmt: skip
 
 
 @pytest.fixture
@@ -41,18 +73,6 @@ def purged_after() -> Iterator[None]:
 
 @pytest.mark.usefixtures("loopback", "purged_after")
 def test_installed_service_streams_a_v4l2_camera() -> None:
-    deb = built_deb()
+    """MJPEG passthrough: the clip's 1080p30 JPEGs through v4l2loopback."""
     with vmlib.clip_feeder():
-        result = subprocess.run(
-            ["/usr/bin/python3", str(CHECK), str(deb), vmlib.LOOP_MJPEG,
-             "--width", "1920", "--height", "1080", "--fps", "30", "--purge"],
-            capture_output=True, text=True, timeout=vmlib.timeout(300), check=False,
-        )  # fmt: skip
-    print(result.stdout + result.stderr)
-    assert result.returncode == 0, f"installed-camera-check failed:\n{result.stdout}{result.stderr}"
-    assert "FAILED" not in result.stdout
-    assert "ok: apt purge" in result.stdout
-    # Purged: nothing of the package is left, and nothing listens on its port.
-    status = subprocess.run(["dpkg-query", "-W", "-f", "${Status}", "pyimagestream"],
-                            capture_output=True, text=True, check=False)  # fmt: skip
-    assert "installed" not in status.stdout or "not-installed" in status.stdout
+        check_installed(vmlib.LOOP_MJPEG, "--width", "1920", "--height", "1080", "--fps", "30")
