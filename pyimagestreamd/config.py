@@ -69,6 +69,13 @@ class ServerConfig:
     # Longest time to receive one request head, and to wait for the next one (keep-alive).
     request_timeout: float = 10.0
     idle_timeout: float = 30.0
+    # PEM certificate chain and key: both set -> HTTPS/WSS on `port`, HSTS on every answer.
+    tls_certificate: Path | None = None
+    tls_key: Path | None = None
+
+    @property
+    def is_tls(self) -> bool:
+        return self.tls_certificate is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +141,11 @@ class Config:
         server["allowed_origins"] = list(self.server.allowed_origins)
         server["allowed_hosts"] = list(self.server.allowed_hosts)
         server["trusted_proxies"] = list(self.server.trusted_proxies)
+        del server["tls_certificate"], server["tls_key"]
+        server["tls"] = {
+            "certificate": str(self.server.tls_certificate) if self.server.is_tls else None,
+            "key": str(self.server.tls_key) if self.server.tls_key else None,
+        }
         cameras = {}
         for cam in self.cameras:
             entry: dict[str, Any] = {key: getattr(cam, key) for key in COMMON_KEYS}
@@ -204,9 +216,22 @@ def parse_config(text: str, base_dir: Path | None = None) -> Config:
     top = check.mapping((), data, ("server", "auth", "log_level", "cameras"))
 
     defaults = ServerConfig()
-    srv = check.mapping(
-        ("server",), top.get("server"), tuple(f.name for f in dataclasses.fields(ServerConfig))
-    )
+    server_keys = [f.name for f in dataclasses.fields(ServerConfig) if not f.name.startswith("tls")]
+    srv = check.mapping(("server",), top.get("server"), (*server_keys, "tls"))
+    tls = check.mapping(("server", "tls"), srv.get("tls"), ("certificate", "key"))
+    tls_paths: dict[str, Path | None] = {}
+    for key in ("certificate", "key"):
+        raw = tls.get(key)
+        if raw is None:
+            tls_paths[key] = None
+            continue
+        check.string(
+            ("server", "tls", key), raw, "a PEM file path", lambda s: bool(s) and "\0" not in s
+        )
+        path = Path(raw)
+        tls_paths[key] = base_dir / path if not path.is_absolute() and base_dir else path
+    if (tls_paths["certificate"] is None) != (tls_paths["key"] is None):
+        raise check.fail(("server", "tls"), tls, "both certificate and key, or neither")
     web_root_value = srv.get("web_root", None)
     web_root = None
     if web_root_value is not None:
@@ -289,6 +314,8 @@ def parse_config(text: str, base_dir: Path | None = None) -> Config:
         idle_timeout=check.number(
             ("server", "idle_timeout"), srv.get("idle_timeout", defaults.idle_timeout), 0.1, 3600
         ),
+        tls_certificate=tls_paths["certificate"],
+        tls_key=tls_paths["key"],
     )
     log_level = check.choice(("log_level",), top.get("log_level", "info"), LOG_LEVELS)
 

@@ -2,7 +2,8 @@
 
 Between the HTTP connection (httpd.py) and the handlers. For each request head h11 parsed:
 duplicate Host/Origin -> 400; a Host that is not ours -> 421 (DNS rebinding, access.py);
-`authorize` (today: everyone); then the route: the browser client's files (static.py),
+`authorize` (gate.py: accounts, sessions, share links, the local-only default); then the
+account routes (authapi.py) or the route: the browser client's files (static.py),
 /api/state and /metrics (state.py, metrics.py), snapshots, MJPEG streams (mjpegpush.py)
 and WebSockets (websocket.py), under our own paths and the spellings other tools use:
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import weakref
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING
@@ -28,7 +30,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import h11
 
 from pyimagestreamd import __version__, access, metrics, state
+from pyimagestreamd.authapi import ACCOUNT_PATHS, AccountAPI, classify
 from pyimagestreamd.camera import CameraState
+from pyimagestreamd.gate import Gate, Principal, Refusal
 from pyimagestreamd.httpd import Connection
 from pyimagestreamd.hub import Hub
 from pyimagestreamd.mjpegpush import response_head, serve_mjpeg
@@ -39,6 +43,23 @@ if TYPE_CHECKING:
     from pyimagestreamd.server import StreamServer
 
 SERVER_HEADER = f"pyimagestreamd/{__version__}"
+# On every response. The page has no inline script or style, so the policy can be strict;
+# 'self' covers the page's own ws:/wss: origin in CSP 3.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+)
+# How often open streams are re-checked against logouts, revoked and expired share links.
+REVALIDATE_INTERVAL = 1.0
+CLOSE_POLICY = 1008
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,16 +106,56 @@ class Router:
     def __init__(self, server: StreamServer) -> None:
         self.server = server
         self.local_names = access.local_names()
+        self.gate = Gate.from_config(server.config)
+        self.account_api = AccountAPI(
+            self.gate, self.revalidate, secure=lambda: server.tls is not None
+        )
+        # Who opened each stream (WebSocket, MJPEG), for cutting it off when that ends.
+        self.principals: weakref.WeakKeyDictionary[Connection, Principal] = (
+            weakref.WeakKeyDictionary()
+        )
 
-    def authorize(self, request: h11.Request, route: Route) -> Reply | None:
-        """The access-check hook: None lets the request through, a Reply refuses it.
+    async def authorize(
+        self, conn: Connection, headers: dict[str, str], route: Route
+    ) -> Principal | Reply:
+        """The access check: a Principal lets the request through, a Reply refuses it.
 
         Called for every request after the Host check and before routing, with the parsed
-        route (its kind and camera). Today everyone may do everything; accounts, sessions
-        and share links go here (a 401/403 Reply, or a redirect to a login page), so that
-        the same decision covers the page, snapshots, streams and WebSockets alike.
+        route (its kind and camera), so that the same decision covers the page, snapshots,
+        streams and WebSockets alike (gate.py).
         """
-        return None
+        default = self.server.config.cameras[0].name
+        kind, camera = classify(route.kind, route.path, route.camera or default)
+        decision = await self.gate.check(conn.peer, headers, kind, camera)
+        if isinstance(decision, Refusal):
+            self.server.stats.refused("auth")
+            ctype = "text/html; charset=utf-8" if decision.html else "text/plain; charset=utf-8"
+            body = (decision.html or decision.text + "\n").encode()
+            extra = tuple(decision.headers.items())
+            return Reply(decision.status, (("Content-Type", ctype), *extra), body)
+        if route.kind in ("websocket", "stream"):
+            self.principals[conn] = decision
+        return decision
+
+    def revalidate(self) -> None:
+        """Cut off every stream whose session ended or whose share link went (1008)."""
+        for conn, principal in list(self.principals.items()):
+            if conn not in self.server.clients or self.gate.is_valid(principal):
+                continue
+            self.principals.pop(conn, None)
+            ws = self.server.websockets.get(conn)
+            if ws is not None:
+                self.server.close_later(ws.close(CLOSE_POLICY, "access ended"))
+            else:
+                conn.close()
+
+    async def revalidate_forever(self) -> None:
+        # Catches what no request announces: the command line revoking a link, a link or a
+        # session expiring, a user deleted from the users file.
+        while True:
+            await asyncio.sleep(REVALIDATE_INTERVAL)
+            if self.principals:
+                self.revalidate()
 
     async def handle(self, conn: Connection, h: h11.Connection, request: h11.Request) -> bool:
         """Answer one request; True if the connection may carry another one."""
@@ -117,9 +178,9 @@ class Router:
             return self.reply(conn, h, text_reply(421, text), close=True)
         target = request.target.decode("ascii", "replace")
         route = match(target)
-        refusal = self.authorize(request, route)
-        if refusal is not None:
-            return self.reply(conn, h, refusal, close=True)
+        principal = await self.authorize(conn, headers, route)
+        if isinstance(principal, Reply):
+            return self.reply(conn, h, principal, close=True)
         method = request.method.decode("ascii", "replace")
         if method not in ("GET", "HEAD") or (route.kind == "websocket" and method != "GET"):
             stats.refused("method")
@@ -132,6 +193,15 @@ class Router:
                 conn, h, text_reply(413, "request bodies are not accepted"), close=True
             )
         head = method == "HEAD"
+        if route.path in ACCOUNT_PATHS or route.path.startswith("/share/"):
+            query = urlsplit(target).query
+            answer = await self.account_api.handle(conn.peer, route.path, query, headers, principal)
+            reply = Reply(answer.status, (
+                ("Content-Type", answer.content_type),
+                ("Cache-Control", "no-store"),
+                *answer.headers.items(),
+            ), answer.body)  # fmt: skip
+            return self.reply(conn, h, reply, head)
         if route.kind == "websocket":
             await serve_websocket(self.server, conn, h, request, headers, route)
             return False
@@ -139,7 +209,10 @@ class Router:
             web_root = self.server.web_root
             return self.reply(conn, h, serve_file(web_root, route.path, headers), head)
         if route.kind == "state":
-            body = json.dumps(state.api_state(self.server), indent=1).encode()
+            doc = state.api_state(self.server)
+            if principal.camera is not None:  # a share link sees its own camera only
+                doc["cameras"] = [c for c in doc["cameras"] if c["name"] == principal.camera]
+            body = json.dumps(doc, indent=1).encode()
             reply = Reply(
                 200, (("Content-Type", "application/json"), ("Cache-Control", "no-store")), body
             )
@@ -229,10 +302,12 @@ class Router:
         headers = [
             ("Date", email.utils.formatdate(usegmt=True)),
             ("Server", SERVER_HEADER),
-            ("X-Content-Type-Options", "nosniff"),
-            ("Referrer-Policy", "no-referrer"),
+            *SECURITY_HEADERS,
             *reply.headers,
         ]
+        if self.server.tls is not None:
+            # Browsers that once saw the page over TLS never try plain HTTP for a year.
+            headers.append(("Strict-Transport-Security", "max-age=31536000"))
         if reply.status != 304:
             headers.append(("Content-Length", str(len(reply.body))))
         if close:

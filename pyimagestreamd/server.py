@@ -20,8 +20,9 @@ import contextlib
 import errno
 import logging
 import socket
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from pathlib import Path
+from typing import Any
 
 from pyimagestreamd import pacing
 from pyimagestreamd.config import Config
@@ -31,6 +32,7 @@ from pyimagestreamd.ratelimit import RateLimitedLog
 from pyimagestreamd.routes import Router
 from pyimagestreamd.runner import CameraRunner
 from pyimagestreamd.stats import ServerStats
+from pyimagestreamd.tls import ServerTLS
 from pyimagestreamd.websocket import CLOSE_GOING_AWAY, CLOSE_UNKNOWN_CAMERA
 from pyimagestreamd.wsconn import WebSocket
 
@@ -56,7 +58,10 @@ class StreamServer:
         self.warnings = RateLimitedLog(log)
         # Unexpected errors (ours or websockets'): logged at ERROR, rate-limited.
         self.errors = RateLimitedLog(log)
+        # Turning TLS on or off takes a restart; the pair itself is re-read on reload.
+        self.tls: ServerTLS | None = None
         self.router = Router(self)
+        self._revalidator: asyncio.Task[None] | None = None
         self.metrics_registry = make_registry(self)
         self.connections: set[Connection] = set()
         # Streaming clients (WebSocket and MJPEG) and the camera each watches.
@@ -73,7 +78,10 @@ class StreamServer:
     async def start(self) -> None:
         """Bind the listening socket(s); returns when clients can connect."""
         srv = self.config.server
+        if srv.tls_certificate is not None and srv.tls_key is not None:
+            self.tls = ServerTLS(srv.tls_certificate, srv.tls_key)
         self._sockets = bind(srv.listen, srv.port)
+        self._revalidator = asyncio.ensure_future(self.router.revalidate_forever())
         for sock in self._sockets:
             self._accepting.append(asyncio.ensure_future(self._accept(sock)))
         log.info("%s", self.listening_text())
@@ -110,6 +118,8 @@ class StreamServer:
         """Stop accepting, close WebSockets with 1001 and streams, wait (bounded), drop the rest."""
         for task in self._accepting:
             task.cancel()
+        if self._revalidator is not None:
+            self._revalidator.cancel()
         for sock in self._sockets:
             sock.close()
         closing = [
@@ -135,6 +145,16 @@ class StreamServer:
     def set_config(self, config: Config) -> None:
         """Take a reloaded configuration (origins, limits); the listening socket stays."""
         self.config = config
+        self.router.gate.trusted_proxies = config.server.trusted_proxies
+        srv = config.server
+        if self.tls is not None and srv.tls_certificate is not None and srv.tls_key is not None:
+            self.tls.reload(srv.tls_certificate, srv.tls_key)
+
+    def close_later(self, closing: Coroutine[Any, Any, None]) -> None:
+        """Run a WebSocket close in the background, tracked until it ends."""
+        task = asyncio.ensure_future(closing)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def disconnect_camera(self, name: str) -> None:
         """Close the connections of a camera that a reload removed."""
@@ -206,7 +226,12 @@ class StreamServer:
         self._pending[host] += 1
         self.stats.connected()
         try:
-            await asyncio.get_running_loop().connect_accepted_socket(lambda: conn, sock)
+            await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: conn,
+                sock,
+                ssl=self.tls.context if self.tls is not None else None,
+                ssl_handshake_timeout=srv.request_timeout if self.tls is not None else None,
+            )
         except BaseException:
             self.connection_done(conn)
             raise

@@ -113,6 +113,11 @@ class Sessions:
             return None
         return session
 
+    def has(self, key: str) -> bool:
+        """The session with this key (not token) is still valid: for open streams."""
+        session = self._sessions.get(key)
+        return session is not None and session.expires_at > self.clock()
+
     def revoke(self, token: str) -> Session | None:
         session = self._sessions.pop(token_key(token), None)
         if session is not None:

@@ -17,7 +17,7 @@ from pyimagestreamd.hub import Hub
 # Reasons a connection is refused before it is served, or aborted while it is served. The
 # set is closed so a hostile client cannot grow the tables with invented reasons.
 REFUSED = ("host", "origin", "per_address", "full", "oversize", "protocol_error", "timeout",
-           "method", "accept_error")  # fmt: skip
+           "method", "accept_error", "auth")  # fmt: skip
 ABORTED = ("stalled", "output_overflow", "protocol_error", "ping_timeout", "close_timeout",
            "internal_error", "shutdown")  # fmt: skip
 # Frame age at send, in seconds: the buckets of the /metrics histogram.

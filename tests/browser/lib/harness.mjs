@@ -6,6 +6,8 @@
 //   scaled(ms)                 ms times PYIMAGESTREAM_TIMEOUT_SCALE (default 1), for every wait
 //   freePort()                 a free TCP port on 127.0.0.1
 //   startDaemon(cameras, opts) a running daemon: {port, url, state(), stop(), start(), close()}
+//                              opts: maxClients, extraYaml (more top-level config), headers
+//                              (sent with state(), e.g. HTTP Basic when accounts exist)
 //   launchBrowser()            Chromium (headless, fresh profile)
 //   openPage(browser, url, {viewport, ...context options such as hasTouch})
 //                              a page whose console errors, page errors and WebSocket sends
@@ -95,7 +97,7 @@ function yamlCameras(cameras) {
 
 /** The daemon of this tree on 127.0.0.1 with cameras {name: {width, height, fps, ...}};
  * source defaults to the test pattern; webRoot defaults to the tree's web/. */
-export async function startDaemon(cameras, { maxClients = 100, webRoot = path.join(REPO, "web") } = {}) {
+export async function startDaemon(cameras, { maxClients = 100, webRoot = path.join(REPO, "web"), extraYaml = "", headers = {} } = {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), "pyimagestream-browser-"));
   const port = await freePort();
   const config = path.join(dir, "pyimagestream.yaml");
@@ -103,7 +105,7 @@ export async function startDaemon(cameras, { maxClients = 100, webRoot = path.jo
     config,
     `server:\n  listen: "127.0.0.1"\n  port: ${port}\n` +
       `  web_root: ${JSON.stringify(webRoot)}\n  max_clients: ${maxClients}\n` +
-      `log_level: info\ncameras:\n${yamlCameras(cameras)}`,
+      `${extraYaml}log_level: info\ncameras:\n${yamlCameras(cameras)}`,
   );
   const python = path.join(REPO, ".venv", "bin", "python");
   if (!existsSync(python)) throw new Error(`${python} is missing: run "make venv" first`);
@@ -140,7 +142,7 @@ export async function startDaemon(cameras, { maxClients = 100, webRoot = path.jo
       ]);
     },
     async state() {
-      const response = await fetch(`${url}api/state`, { signal: AbortSignal.timeout(2000) });
+      const response = await fetch(`${url}api/state`, { headers, signal: AbortSignal.timeout(2000) });
       if (!response.ok) throw new Error(`api/state: ${response.status}`);
       return response.json();
     },
