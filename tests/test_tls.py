@@ -171,9 +171,7 @@ async def _run_hook(
 ) -> None:
     assert proc.stderr is not None
     async with asyncio.timeout(timeout(15)):
-        while not (
-            match := re.search(rb"serving on port (\d+)", await proc.stderr.readline())
-        ):
+        while not (match := re.search(rb"serving on port (\d+)", await proc.stderr.readline())):
             pass
     port = int(match.group(1))
     first = await asyncio.to_thread(served_certificate, port, tmp_path / "ca.pem")
