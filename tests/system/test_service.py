@@ -8,6 +8,7 @@ bad config at start, stop, upgrade, purge.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import itertools
 import json
@@ -480,6 +481,29 @@ async def test_stop_with_a_client_that_never_answers_is_bounded(machine: Machine
 
 
 # -- upgrade and purge -----------------------------------------------------------------------
+
+
+def test_user_add_makes_every_route_ask_and_basic_works(machine: Machine) -> None:
+    """`pyimagestreamd user add` on the installed package: 401 at once, Basic gets in."""
+    machine.run("printf 'fish food 42\\n' | pyimagestreamd user add anna --role admin")
+    try:
+        owner = machine.run("stat -c '%a %U %G' /etc/pyimagestream/users").stdout.split()
+        assert owner == ["640", "root", "pyimagestream"]
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            http_get("/snapshot.jpg")
+        assert refused.value.code == 401
+        token = base64.b64encode(b"anna:fish food 42").decode()
+        request = urllib.request.Request(
+            BASE + "/api/login", headers={"Authorization": f"Basic {token}", "X-PyImageStream": "1"}
+        )
+        with urllib.request.urlopen(request, timeout=scaled(10)) as response:
+            assert response.status == 200
+            assert "HttpOnly" in response.headers["Set-Cookie"]
+        sessions = machine.run("stat -c '%a %U' /var/lib/pyimagestream/sessions.json").stdout
+        assert sessions.split() == ["600", "pyimagestream"]
+    finally:
+        machine.run("pyimagestreamd user del anna")
+    machine.wait_for("the port to answer without a user again", serving, 30)
 
 
 def test_upgrade_keeps_the_edited_conffile_and_restarts(
