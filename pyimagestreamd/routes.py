@@ -43,12 +43,14 @@ if TYPE_CHECKING:
     from pyimagestreamd.server import StreamServer
 
 SERVER_HEADER = f"pyimagestreamd/{__version__}"
-# On every response. The page has no inline script or style, so the policy can be strict;
-# 'self' covers the page's own ws:/wss: origin in CSP 3.
+# On every response. The page has no inline script, so scripts are 'self' only; 'self'
+# covers the page's own ws:/wss: origin in CSP 3. Styles allow 'unsafe-inline' because
+# WebKit applies style-src to the style properties the viewer's zoom sets from script
+# (engines.test.mjs failed without it); no script can be injected through that.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-    "frame-ancestors 'none'"
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' blob: data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
 )
 SECURITY_HEADERS = (
     ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
