@@ -14,7 +14,6 @@ No I/O, no threads: event-loop thread only. Unit-tested without sockets.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import time
 from collections.abc import Callable
@@ -23,8 +22,6 @@ from pyimagestreamd.camera import CameraState
 from pyimagestreamd.frame import Frame
 
 log = logging.getLogger(__name__)
-
-STATE_HISTORY = 8
 
 
 class Hub:
@@ -41,12 +38,6 @@ class Hub:
         self.reason = ""
         # Bumped on every state change, so a handler can tell it has a change to report.
         self.state_version = 0
-        # The last state changes, so that a handler that woke after two quick changes
-        # (starting, then live) reports both: bounded, a client further behind gets the
-        # newest ones.
-        self.state_history: collections.deque[tuple[int, CameraState, str]] = collections.deque(
-            maxlen=STATE_HISTORY
-        )
         self.viewers = 0
         self.wants_capture = False
         self.frames_published = 0
@@ -77,7 +68,6 @@ class Hub:
             return
         self.state, self.reason = state, reason
         self.state_version += 1
-        self.state_history.append((self.state_version, state, reason))
         if state is not CameraState.LIVE:
             self._recent.clear()
         self._wake()

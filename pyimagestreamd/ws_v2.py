@@ -124,17 +124,13 @@ class ProtocolV2:
                         await ws.close(CLOSE_POLICY, str(exc))
                         return
                 if hub.state_version != self.reported_version:
-                    # Every change since the last report, in order (the protocol promises a
-                    # message per change), not only the current state.
-                    for version, state, reason in list(hub.state_history):
-                        if version > self.reported_version:
-                            self._send_json({
-                                "type": "state",
-                                "camera": hub.name,
-                                "state": state.value,
-                                "reason": reason,
-                            })  # fmt: skip
                     self.reported_version = hub.state_version
+                    self._send_json({
+                        "type": "state",
+                        "camera": hub.name,
+                        "state": hub.state.value,
+                        "reason": hub.reason,
+                    })  # fmt: skip
                     continue
                 latest = hub.latest
                 if self.credits > 0 and latest is not None and latest.seq > self.last_seq:

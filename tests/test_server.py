@@ -71,7 +71,23 @@ async def test_protocol_2_client_pulls_100_frames_with_metadata(start_daemon: An
 
 async def test_protocol_2_reports_state_changes(start_daemon: Any) -> None:
     """A protocol-2 client is told starting/live, and sleeping after pausing past the delay."""
-    rd = await start_daemon(FAST)
+    from pyimagestreamd.frame import Frame
+    from pyimagestreamd.testpattern import TestPatternSource
+
+    class SlowStartSource(TestPatternSource):
+        """The test pattern, 0.3 s from open to its first frame (as a real camera takes)."""
+
+        def open(self) -> None:
+            super().open()
+            self._first = True
+
+        def read(self, timeout: float) -> Frame | None:
+            if getattr(self, "_first", False):
+                self._first = False
+                time.sleep(0.3)
+            return super().read(timeout)
+
+    rd = await start_daemon(FAST, source_factory=SlowStartSource)
     async with ws_connect(rd, "/websocket/cam", v2=True) as ws, deadline(20):
         states = [json.loads(await ws.recv())["state"]]
         await ws.send('{"type": "next"}')
