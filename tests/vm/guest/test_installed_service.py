@@ -3,8 +3,8 @@
 `make system-test` proves the package under systemd in nspawn, with the test pattern only
 (nspawn shares the host's kernel, which has no V4L2). Here the package that tests/vm/run
 built into build/ (the share's /mnt/src/build/) is installed offline with apt (its Debian
-dependencies are in the image), pointed at the loopback node the prepared MJPEG clip is fed
-into (passthrough), and checked by
+dependencies are in the image), pointed at a camera -- the loopback node the prepared MJPEG
+clip is fed into (passthrough), or vivid's raw YUYV (re-encode) -- and checked by
 tests/system/installed-camera-check: the hardened unit
 (DevicePolicy=closed, DeviceAllow=char-video4linux, the system-call filter, exposure <= 1.5)
 opens the device as user pyimagestream, a protocol-2 client pulls complete, live JPEGs of
@@ -16,6 +16,7 @@ tests are the whole suite, and prove the cross-built arm64 package on an arm64 k
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -76,3 +77,24 @@ def test_installed_service_streams_a_v4l2_camera() -> None:
     """MJPEG passthrough: the clip's 1080p30 JPEGs through v4l2loopback."""
     with vmlib.clip_feeder():
         check_installed(vmlib.LOOP_MJPEG, "--width", "1920", "--height", "1080", "--fps", "30")
+
+
+@pytest.mark.usefixtures("vivid", "purged_after")
+def test_installed_service_reencodes_raw_vivid() -> None:
+    """Re-encode: vivid's HDMI input gives raw YUYV 1080p30, the service encodes JPEGs."""
+    vmlib.vivid_hdmi_1080p30()
+    check_installed(
+        vmlib.VIVID, "--width", "1920", "--height", "1080", "--fps", "30", "--format", "yuyv"
+    )
+
+
+@pytest.mark.usefixtures("purged_after")
+def test_installed_service_runs_a_pipeline_command() -> None:
+    """MJPEG passthrough from `source: exec`: the hardened unit runs ffmpeg copying the clip
+    to stdout, as it would run rpicam-vid on a Raspberry Pi."""
+    command = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1",
+               "-i", str(vmlib.CLIP), "-c:v", "copy", "-f", "mjpeg", "-"]  # fmt: skip
+    check_installed(
+        "exec", "--command", json.dumps(command), "--width", "1920", "--height", "1080",
+        "--fps", "30",
+    )  # fmt: skip
