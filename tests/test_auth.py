@@ -287,3 +287,28 @@ async def test_secrets_stay_out_of_logs_and_state(
     for secret in secrets:
         assert secret not in logged  # ... without the secrets
         assert secret.encode() not in body
+
+
+async def test_mjpeg_stream_needs_credentials_and_plays_with_basic(
+    start_daemon: Any, tmp_path: Path
+) -> None:
+    """/stream.mjpg: 401 without credentials (no part sent); curl and ffmpeg with Basic play it."""
+    rd = await start_daemon(auth_yaml(tmp_path))
+    status, _, body = await rd.get("/stream/fish.mjpg")
+    assert status == 401 and b"\xff\xd8" not in body
+    curl = await asyncio.to_thread(
+        subprocess.run,
+        ["curl", "-sS", "--max-time", "2", "-u", f"bob:{PASSWORD}", rd.url("/stream/fish.mjpg")],
+        capture_output=True, timeout=timeout(30), check=False,
+    )  # fmt: skip
+    assert curl.returncode == 28  # stopped by --max-time while the stream was flowing
+    assert curl.stdout.count(b"\xff\xd8") >= 2
+    url = rd.url("/stream/fish.mjpg").replace("://", f"://bob:{PASSWORD.replace(' ', '%20')}@")
+    out = tmp_path / "part.png"
+    ffmpeg = await asyncio.to_thread(
+        subprocess.run,
+        ["ffmpeg", "-v", "error", "-y", "-i", url, "-frames:v", "1", str(out)],
+        capture_output=True, timeout=timeout(60), check=False,
+    )  # fmt: skip
+    assert ffmpeg.returncode == 0, ffmpeg.stderr
+    assert out.stat().st_size > 0
