@@ -22,16 +22,14 @@ def test_in_flight_bound_never_drops_below_a_few_segments() -> None:
 
 
 def test_kernel_counts_on_a_real_socket() -> None:
-    """queued_bytes and path_estimate read a connected TCP socket; no socket gives zeros."""
-    with (
-        socket.create_server(("127.0.0.1", 0)) as server,
-        socket.create_connection(server.getsockname()) as client,
-    ):
-        peer, _ = server.accept()
-        with peer:
-            client.sendall(b"x" * 10_000)
-            assert peer.recv(1 << 16)
-            mss, min_rtt, rate = pacing.path_estimate(client)
-            assert mss > 0 and min_rtt >= 0 and rate >= 0
-            assert pacing.queued_bytes(client.fileno()) >= 0
+    """queued_bytes and path_estimate read a connected TCP socket; unknown sockets give 0."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        with socket.create_connection(server.getsockname()) as client:
+            peer, _ = server.accept()
+            with peer:
+                client.sendall(b"x" * 10_000)
+                assert peer.recv(1 << 16)
+                mss, min_rtt, rate = pacing.path_estimate(client)
+                assert mss > 0 and min_rtt >= 0 and rate >= 0
+                assert pacing.queued_bytes(client.fileno()) >= 0
     assert pacing.path_estimate(None) == (0, 0.0, 0.0)
