@@ -283,8 +283,6 @@ class Router:
         if head:
             return False
         conn.kind = "mjpeg"
-        if conn.gate is not None:
-            conn.gate.bound_in_flight = True
         self.server.clients[conn] = hub.name
         try:
             await serve_mjpeg(conn, hub, fps)
