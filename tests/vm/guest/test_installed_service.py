@@ -17,6 +17,7 @@ tests are the whole suite, and prove the cross-built arm64 package on an arm64 k
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -46,10 +47,14 @@ def check_installed(device: str, *options: str) -> None:
     assert result.returncode == 0, f"installed-camera-check failed:\n{result.stdout}{result.stderr}"
     assert "FAILED" not in result.stdout
     assert "ok: apt purge" in result.stdout
-    # Purged: nothing of the package is left, and nothing listens on its port.
-    status = subprocess.run(["dpkg-query", "-W", "-f", "${Status}", "pyimagestream"],
+    # Purged, not just removed: dpkg knows nothing of the package (a removed one stays as
+    # "rc", config-files, which the old check let pass), and nothing listens on its port.
+    status = subprocess.run(["dpkg-query", "-W", "-f", "${db:Status-Abbrev}", "pyimagestream"],
                             capture_output=True, text=True, check=False)  # fmt: skip
-    assert "installed" not in status.stdout or "not-installed" in status.stdout
+    assert status.returncode != 0 or status.stdout.strip() in ("", "un"), status.stdout
+    for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        with socket.socket(family) as probe:
+            assert probe.connect_ex((address, 8888)) != 0, f"something listens on {address} 8888"
     left = [p for p in LEFT_BEHIND if Path(p).exists()]
     assert not left, f"left behind after purge: {left}"
 
