@@ -5,11 +5,12 @@ only once the listening socket is bound. run: until SIGTERM/SIGINT, keeping STAT
 and petting the watchdog only while the process is healthy; SIGHUP reloads the YAML.
 stop: in order, see `_shutdown`.
 
-Every task the daemon depends on (the camera runners, STATUS, the watchdog, the reload
-worker) is started here with `_spawn` and cancelled here: one that ends while the daemon is
-not shutting down is logged with its traceback and takes the process down (exit 1), so
-systemd restarts it rather than leaving a half-working daemon. Reloads run one at a time
-in the reload worker: a burst of SIGHUPs while one runs is coalesced into one more.
+Every task the daemon depends on (the camera runners, the server's accept loops and access
+revalidation, STATUS, the watchdog, the reload worker) is started here with `_spawn` and
+cancelled here: one that ends while the daemon is not shutting down is logged with its
+traceback and takes the process down (exit 1), so systemd restarts it rather than leaving a
+half-working daemon. Reloads run one at a time in the reload worker: a burst of SIGHUPs
+while one runs is coalesced into one more.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ class Daemon:
             web_root = self.config.server.web_root or default_web_root()
             self.server = StreamServer(self.config, self.runners, web_root)
             try:
-                await self.server.start()
+                await self.server.start(self._spawn)
             except OSError as exc:
                 srv = self.config.server
                 log.error(

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import errno
 import logging
 import socket
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,9 @@ from pyimagestreamd.websocket import CLOSE_GOING_AWAY, CLOSE_UNKNOWN_CAMERA
 from pyimagestreamd.wsconn import WebSocket
 
 log = logging.getLogger(__name__)
+
+# How the daemon starts a task it supervises: a name for the log, and the coroutine.
+Spawn = Callable[[str, Coroutine[Any, Any, None]], "asyncio.Task[None]"]
 
 # After an accept error for lack of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM): wait this
 # long before the next accept, so slow connections can time out and free descriptors.
@@ -75,15 +77,22 @@ class StreamServer:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Bind the listening socket(s); returns when clients can connect."""
+    async def start(self, spawn: Spawn | None = None) -> None:
+        """Bind the listening socket(s) and start accepting; returns when clients can connect.
+
+        The accept loops and the access revalidator run for the life of the server: `spawn`
+        (the daemon's supervisor) starts them, so that one ending unexpectedly ends the
+        process instead of leaving a daemon that no longer accepts anyone.
+        """
+        start = spawn or (lambda _name, coro: asyncio.ensure_future(coro))
         srv = self.config.server
         if srv.tls_certificate is not None and srv.tls_key is not None:
             self.tls = ServerTLS(srv.tls_certificate, srv.tls_key)
         self._sockets = bind(srv.listen, srv.port)
-        self._revalidator = asyncio.ensure_future(self.router.revalidate_forever())
+        self._revalidator = start("server access revalidation", self.router.revalidate_forever())
         for sock in self._sockets:
-            self._accepting.append(asyncio.ensure_future(self._accept(sock)))
+            where = sock.getsockname()[0]
+            self._accepting.append(start(f"server accept on {where}", self._accept(sock)))
         log.info("%s", self.listening_text())
 
     def listening_text(self) -> str:
@@ -133,9 +142,9 @@ class StreamServer:
         if tasks or closing:
             await asyncio.wait([*tasks, *closing], timeout=CLOSE_TIMEOUT)
         self.abort_all()
-        for task in self._accepting:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._accepting:
+            # wait(), not await: a loop that failed has been reported by its supervisor.
+            await asyncio.wait(self._accepting)
 
     def abort_all(self) -> None:
         """Drop every connection still open (a client that ignores the closing handshake)."""

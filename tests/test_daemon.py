@@ -19,6 +19,7 @@ from conftest import TOP, make_config, spawn_daemon, timeout, ws_connect
 import pyimagestreamd.daemon
 from pyimagestreamd.daemon import Daemon
 from pyimagestreamd.runner import CameraRunner
+from pyimagestreamd.server import StreamServer
 
 CAMS = "cameras:\n  cam: {width: 64, height: 48, fps: 20, stop_delay: 0}\n"
 
@@ -62,6 +63,22 @@ async def test_task_that_returns_is_also_fatal(
     monkeypatch.setattr(Daemon, "_pet_watchdog", quits)
     assert await run_until_exit(Daemon(make_config(CAMS))) == 1
     assert "core task watchdog ended unexpectedly: exiting" in caplog.text
+
+
+async def test_accept_loop_that_raises_exits_1(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server's accept loop failing ends the daemon (exit 1), not a daemon nobody reaches."""
+
+    async def broken(self: StreamServer, listener: object) -> None:
+        raise RuntimeError("accept broke")
+
+    monkeypatch.setattr(StreamServer, "_accept", broken)
+    assert await run_until_exit(Daemon(make_config(CAMS))) == 1
+    failed = [r for r in caplog.records if "failed unexpectedly" in r.getMessage()]
+    assert failed and "core task server accept on" in failed[0].getMessage()
+    assert failed[0].exc_info is not None
+    assert "RuntimeError: accept broke" in caplog.text
 
 
 async def test_runner_whose_reconcile_raises_exits_1(
