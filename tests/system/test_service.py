@@ -492,6 +492,7 @@ def test_user_add_makes_every_route_ask_and_basic_works(machine: Machine) -> Non
         with pytest.raises(urllib.error.HTTPError) as refused:
             http_get("/snapshot.jpg")
         assert refused.value.code == 401
+        refused.value.close()  # the error holds the response and its socket
         token = base64.b64encode(b"anna:fish food 42").decode()
         request = urllib.request.Request(
             BASE + "/api/login", headers={"Authorization": f"Basic {token}", "X-PyImageStream": "1"}
