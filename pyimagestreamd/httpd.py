@@ -11,8 +11,8 @@ The connection is also the one write path for all of them, which is where the bo
   keep-alive connection within `idle_timeout`; at most MAX_HEAD bytes and MAX_HEADERS
   header lines; a body is refused (no route takes one);
 - output waiting in asyncio's buffer past MAX_PENDING_OUTPUT aborts the connection
-  (a ping flood whose pongs are never read), and so does output that makes no progress
-  for `send_timeout` (a stalled reader);
+  (a ping flood whose pongs are never read), and so does output that asyncio cannot hand
+  to the kernel within `send_timeout` (a stalled reader);
 - input is read only as far as the current consumer wants it (reading pauses).
 
 Event-loop thread only.
@@ -45,8 +45,12 @@ MAX_INPUT = 64 * 1024
 # Output asyncio may hold for one client: several large frames. Past it the client is not
 # reading (or floods us with pings whose pongs it never reads): abort it.
 MAX_PENDING_OUTPUT = 4 * 1024 * 1024
-# asyncio calls pause_writing() above this many buffered bytes; the stall clock runs then.
-WRITE_HIGH_WATER = 256 * 1024
+# asyncio calls pause_writing() as soon as it buffers anything (high-water mark 0) and
+# resume_writing() once its buffer is empty: that pair is the only signal it gives of having
+# handed everything to the kernel, which drained() (and so the pacing gate) waits for. With
+# a higher mark, a frame partly left in the buffer below it never resumed anyone: a push
+# client slower than the camera got two frames, then nothing until send_timeout dropped it.
+WRITE_HIGH_WATER = 0
 
 
 class Connection(asyncio.Protocol):
@@ -116,7 +120,7 @@ class Connection(asyncio.Protocol):
             self._eof_receiver()
 
     def pause_writing(self) -> None:
-        # The client takes data slower than we have it: it has send_timeout to catch up.
+        # Output is waiting in asyncio's buffer: it has send_timeout to reach the kernel.
         loop = asyncio.get_running_loop()
         timeout = self.server.config.server.send_timeout
         self._stall_handle = loop.call_later(timeout, self.abort, "stalled")

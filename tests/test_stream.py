@@ -27,7 +27,11 @@ PART = re.compile(rb"--pyimagestreamframe\r\n((?:[^\r\n]+\r\n)+)\r\n")
 class StreamReader:
     """A raw MJPEG client: reads the response head, then parts with their headers."""
 
-    def __init__(self, port: int, path: str, rcvbuf: int = 0) -> None:
+    def __init__(
+        self, port: int, path: str, rcvbuf: int = 0, chunk: int = 1 << 20, pause: float = 0.0
+    ) -> None:
+        # chunk, pause: read at most `chunk` bytes at a time, sleeping `pause` after each.
+        self.chunk, self.pause = chunk, pause
         self.sock = socket.socket()
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -40,10 +44,12 @@ class StreamReader:
         self.head, self.buf = self.buf.split(b"\r\n\r\n", 1)
 
     def _fill(self) -> None:
-        chunk = self.sock.recv(1 << 20)
+        chunk = self.sock.recv(self.chunk)
         if not chunk:
             raise EOFError
         self.buf += chunk
+        if self.pause:
+            time.sleep(self.pause)
 
     def part(self) -> tuple[dict[str, str], bytes]:
         while not (m := PART.match(self.buf)):
@@ -262,6 +268,28 @@ async def test_50_mjpeg_and_50_websocket_clients_with_one_stalled(start_daemon: 
         while (await rd.state())["aborted"]["stalled"] < 1:
             await asyncio.sleep(0.2)
     stalled.close()
+
+
+async def test_a_reader_slower_than_the_camera_keeps_getting_frames(start_daemon: Any) -> None:
+    """A client that takes each frame slower than the camera makes them gets the newest, not dropped."""
+    rd: RunningDaemon = await start_daemon(
+        f"server: {{listen: 127.0.0.1, port: 0, send_timeout: {timeout(2)}}}\n"
+        "cameras:\n  cam: {width: 640, height: 480, fps: 30, quality: 95}\n"
+    )
+
+    def read_slowly() -> list[int]:
+        # A small receive buffer and 16 KiB per 20 ms (under 1 MB/s, some 10 frames/s):
+        # the kernel cannot take a whole part at once, so part of it waits in asyncio.
+        client = StreamReader(rd.port, "/stream.mjpg", 4096, chunk=16384, pause=0.02)
+        try:
+            return [int(client.part()[0]["X-Frame-Seq"]) for _ in range(15)]
+        finally:
+            client.close()
+
+    seqs = await asyncio.to_thread(read_slowly)
+    assert seqs == sorted(set(seqs))
+    assert seqs[-1] - seqs[0] > len(seqs), seqs  # frames were skipped: the newest each time
+    assert (await rd.state())["aborted"]["stalled"] == 0
 
 
 async def test_metrics_parse_with_prometheus_parser(start_daemon: Any) -> None:
