@@ -23,7 +23,7 @@ export PIP_CONFIG_FILE := /dev/null
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: run test unit-test browser-test lint bench deb system-test vm-test bench-vm bench-link \
-	vm-test-arm64 deps clean
+	vm-test-arm64 vm-test-libcamera deps clean
 
 # Two steps in one venv: the runtime pins (all `make run` needs), then the development tools
 # (pytest, ruff, mypy) on top for the targets that need them.
@@ -79,6 +79,9 @@ vm-test:
 
 vm-test-arm64:
 	tests/vm/run --arch arm64
+
+vm-test-libcamera:
+	tests/vm/run --suite trixie
 
 bench-vm:
 	tests/vm/run $(VM_ARCH) --bench
