@@ -35,6 +35,11 @@ CAMERA_NAME = re.compile(r"[\w-]{1,64}")
 # A host name in the syntax of RFC 1123: dot-separated labels of letters, digits and "-".
 _HOST_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
 HOST_NAME = re.compile(rf"{_HOST_LABEL}(\.{_HOST_LABEL})*\.?")
+# A frame-ancestors source: an origin, its host optionally "*." wildcarded. Nothing that
+# could end the directive (";", ",", quotes, spaces) gets into the header.
+FRAME_ORIGIN = re.compile(
+    rf"https?://(\*\.)?({_HOST_LABEL}(\.{_HOST_LABEL})*|\[[0-9A-Fa-f:.]+\])(:\d{{1,5}})?/?"
+)
 # Folders that must never be served as web_root (a typo or a hostile edit would publish the
 # system); a folder below them, such as /usr/share/pyimagestream/web, is fine.
 SYSTEM_DIRS = frozenset(
@@ -72,6 +77,13 @@ class ServerConfig:
     # PEM certificate chain and key: both set -> HTTPS/WSS on `port`, HSTS on every answer.
     tls_certificate: Path | None = None
     tls_key: Path | None = None
+    # A plain-HTTP port on `listen` that only redirects to HTTPS (None: none), and the HTTPS
+    # port its redirects name (None: `port`; 443 when a router forwards 443 to `port`).
+    tls_redirect_from: int | None = None
+    tls_public_port: int | None = None
+    # Origins that may embed our pages and streams in a frame (CSP frame-ancestors);
+    # empty: none may.
+    frame_ancestors: tuple[str, ...] = ()
 
     @property
     def is_tls(self) -> bool:
@@ -141,10 +153,14 @@ class Config:
         server["allowed_origins"] = list(self.server.allowed_origins)
         server["allowed_hosts"] = list(self.server.allowed_hosts)
         server["trusted_proxies"] = list(self.server.trusted_proxies)
-        del server["tls_certificate"], server["tls_key"]
+        server["frame_ancestors"] = list(self.server.frame_ancestors)
+        for key in ("certificate", "key", "redirect_from", "public_port"):
+            del server[f"tls_{key}"]
         server["tls"] = {
             "certificate": str(self.server.tls_certificate) if self.server.is_tls else None,
             "key": str(self.server.tls_key) if self.server.tls_key else None,
+            "redirect_from": self.server.tls_redirect_from,
+            "public_port": self.server.tls_public_port,
         }
         cameras = {}
         for cam in self.cameras:
@@ -218,7 +234,9 @@ def parse_config(text: str, base_dir: Path | None = None) -> Config:
     defaults = ServerConfig()
     server_keys = [f.name for f in dataclasses.fields(ServerConfig) if not f.name.startswith("tls")]
     srv = check.mapping(("server",), top.get("server"), (*server_keys, "tls"))
-    tls = check.mapping(("server", "tls"), srv.get("tls"), ("certificate", "key"))
+    tls = check.mapping(
+        ("server", "tls"), srv.get("tls"), ("certificate", "key", "redirect_from", "public_port")
+    )
     tls_paths: dict[str, Path | None] = {}
     for key in ("certificate", "key"):
         raw = tls.get(key)
@@ -232,6 +250,23 @@ def parse_config(text: str, base_dir: Path | None = None) -> Config:
         tls_paths[key] = base_dir / path if not path.is_absolute() and base_dir else path
     if (tls_paths["certificate"] is None) != (tls_paths["key"] is None):
         raise check.fail(("server", "tls"), tls, "both certificate and key, or neither")
+    redirect_ports: dict[str, int | None] = {}
+    for key in ("redirect_from", "public_port"):
+        raw = tls.get(key)
+        redirect_ports[key] = (
+            None if raw is None else check.integer(("server", "tls", key), raw, 0, 65535)
+        )
+        if raw is not None and tls_paths["certificate"] is None:
+            raise check.fail(
+                ("server", "tls", key), raw, "null without a certificate and key (HTTPS off)"
+            )
+    ancestors = _string_list(
+        check,
+        ("server", "frame_ancestors"),
+        srv.get("frame_ancestors", []),
+        "origins like 'https://ha.example' (scheme://host[:port]) or \"'self'\"",
+        lambda s: s == "'self'" or FRAME_ORIGIN.fullmatch(s) is not None,
+    )
     web_root_value = srv.get("web_root", None)
     web_root = None
     if web_root_value is not None:
@@ -316,7 +351,15 @@ def parse_config(text: str, base_dir: Path | None = None) -> Config:
         ),
         tls_certificate=tls_paths["certificate"],
         tls_key=tls_paths["key"],
+        tls_redirect_from=redirect_ports["redirect_from"],
+        tls_public_port=redirect_ports["public_port"],
+        frame_ancestors=tuple(a.rstrip("/") for a in ancestors),
     )
+    if server.tls_redirect_from is not None and server.tls_redirect_from == server.port != 0:
+        raise check.fail(
+            ("server", "tls", "redirect_from"), server.tls_redirect_from,
+            "a port other than server.port",
+        )  # fmt: skip
     log_level = check.choice(("log_level",), top.get("log_level", "info"), LOG_LEVELS)
 
     cameras_value = top.get("cameras", {TESTPATTERN: {}})

@@ -29,8 +29,10 @@ from typing import TYPE_CHECKING
 import h11
 
 from pyimagestreamd.pacing import SendGate
+from pyimagestreamd.secheaders import Headers, security_headers
 
 if TYPE_CHECKING:
+    from pyimagestreamd.routes import Handler
     from pyimagestreamd.server import StreamServer
 
 log = logging.getLogger(__name__)
@@ -56,9 +58,15 @@ WRITE_HIGH_WATER = 0
 class Connection(asyncio.Protocol):
     """One client connection: input buffer, bounded output, and its handling task."""
 
-    def __init__(self, server: StreamServer, peer: str) -> None:
+    def __init__(
+        self, server: StreamServer, peer: str, handler: Handler, secure: bool = False
+    ) -> None:
         self.server = server
         self.peer = peer
+        # What answers its requests: the router, or the plain-HTTP redirect (redirect.py).
+        self.handler = handler
+        # Over TLS: its answers carry Strict-Transport-Security.
+        self.secure = secure
         self.transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # True until the request head is complete: counts against max_pending_per_address.
@@ -103,7 +111,9 @@ class Connection(asyncio.Protocol):
         if self._eof_receiver is not None:
             self._eof_receiver()
         self._wake_reader()
-        return True  # keep the write side open: a half-closed client still gets its answer
+        # Keep the write side open: a half-closed client still gets its answer. (TLS cannot
+        # half-close: asyncio closes it whatever we say, and logs a warning if we say True.)
+        return not self.secure
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._eof = True
@@ -164,6 +174,11 @@ class Connection(asyncio.Protocol):
             eof_receiver()
 
     # -- output: the one write path ------------------------------------------------------
+
+    @property
+    def security_headers(self) -> Headers:
+        """The headers every response on this connection carries (secheaders.py)."""
+        return security_headers(self.server.config.server.frame_ancestors, self.secure)
 
     @property
     def is_closing(self) -> bool:
@@ -251,7 +266,7 @@ class Connection(asyncio.Protocol):
                 self.server.stats.refused("oversize")
                 self._send_error(h, 431, f"more than {MAX_HEADERS} header lines")
                 return
-            keep = await self.server.router.handle(self, h, request)
+            keep = await self.handler.handle(self, h, request)
             if not keep or h.our_state is not h11.DONE or h.their_state is not h11.DONE:
                 return
             h.start_next_cycle()
@@ -312,6 +327,7 @@ class Connection(asyncio.Protocol):
         """Answer a broken request with a one-line reason and close; quiet if h11 can't."""
         body = (text[:200] + "\n").encode()
         headers = [
+            *self.security_headers,
             ("Content-Type", "text/plain; charset=utf-8"),
             ("Content-Length", str(len(body))),
             ("Connection", "close"),

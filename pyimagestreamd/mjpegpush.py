@@ -23,21 +23,22 @@ from pyimagestreamd.delivery import send_newest
 from pyimagestreamd.frame import Frame
 from pyimagestreamd.httpd import Connection
 from pyimagestreamd.hub import Hub
+from pyimagestreamd.secheaders import Headers
 
 BOUNDARY = "pyimagestreamframe"
 
 
-def response_head(server_header: str, date: str) -> bytes:
-    """The response head of a stream (serialized here: h11 would force chunked framing)."""
+def response_head(server_header: str, date: str, security: Headers) -> bytes:
+    """The response head of a stream (serialized here: h11 would force chunked framing);
+    `security` are the headers every response carries (secheaders.py)."""
     lines = [
         "HTTP/1.1 200 OK",
         f"Date: {date}",
         f"Server: {server_header}",
+        *(f"{name}: {value}" for name, value in security),
         f"Content-Type: multipart/x-mixed-replace;boundary={BOUNDARY}",
         "Cache-Control: no-store, no-cache, must-revalidate, max-age=0",
         "Pragma: no-cache",
-        "X-Content-Type-Options: nosniff",
-        "Referrer-Policy: no-referrer",
         "Connection: close",
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

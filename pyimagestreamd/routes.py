@@ -24,7 +24,7 @@ import json
 import weakref
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import h11
@@ -43,25 +43,18 @@ if TYPE_CHECKING:
     from pyimagestreamd.server import StreamServer
 
 SERVER_HEADER = f"pyimagestreamd/{__version__}"
-# On every response. The page has no inline script, so scripts are 'self' only; 'self'
-# covers the page's own ws:/wss: origin in CSP 3. Styles allow 'unsafe-inline' because
-# WebKit applies style-src to the style properties the viewer's zoom sets from script
-# (engines.test.mjs failed without it); no script can be injected through that.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' blob: data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'"
-)
-SECURITY_HEADERS = (
-    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
-    ("X-Content-Type-Options", "nosniff"),
-    ("X-Frame-Options", "DENY"),
-    ("Referrer-Policy", "no-referrer"),
-    ("Cross-Origin-Opener-Policy", "same-origin"),
-)
 # How often open streams are re-checked against logouts, revoked and expired share links.
 REVALIDATE_INTERVAL = 1.0
 CLOSE_POLICY = 1008
+
+
+class Handler(Protocol):
+    """What answers the requests of a connection (httpd.py): the Router, or the plain-HTTP
+    redirect (redirect.py)."""
+
+    async def handle(self, conn: Connection, h: h11.Connection, request: h11.Request) -> bool:
+        """Answer one request; True if the connection may carry another one."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +152,11 @@ class Router:
             if self.principals:
                 self.revalidate()
 
-    async def handle(self, conn: Connection, h: h11.Connection, request: h11.Request) -> bool:
-        """Answer one request; True if the connection may carry another one."""
+    def front_door(
+        self, conn: Connection, h: h11.Connection, request: h11.Request
+    ) -> dict[str, str] | None:
+        """The request's headers (lower-case names), or None once a refusal is sent: two
+        Host or Origin headers (400), a Host that is not ours (421)."""
         stats = self.server.stats
         stats.http_requests += 1
         headers: dict[str, str] = {}
@@ -168,16 +164,24 @@ class Router:
             name = raw_name.decode("latin-1")
             if name in headers and name in ("host", "origin"):
                 stats.refused("protocol_error")
-                return self.reply(
-                    conn, h, text_reply(400, f"more than one {name} header"), close=True
-                )
+                self.reply(conn, h, text_reply(400, f"more than one {name} header"), close=True)
+                return None
             headers[name] = raw_value.decode("latin-1")
         srv = self.server.config.server
         if not access.host_allowed(headers.get("host"), srv.allowed_hosts, self.local_names):
             stats.refused("host")
             host = headers.get("host", "")[:80]
             text = f"host {host!r} is not one of this server's names (server.allowed_hosts)"
-            return self.reply(conn, h, text_reply(421, text), close=True)
+            self.reply(conn, h, text_reply(421, text), close=True)
+            return None
+        return headers
+
+    async def handle(self, conn: Connection, h: h11.Connection, request: h11.Request) -> bool:
+        """Answer one request; True if the connection may carry another one."""
+        stats = self.server.stats
+        headers = self.front_door(conn, h, request)
+        if headers is None:
+            return False
         target = request.target.decode("ascii", "replace")
         route = match(target)
         principal = await self.authorize(conn, headers, route)
@@ -279,7 +283,8 @@ class Router:
             self.server.stats.refused("full")
             reply = text_reply(503, f"server full: {limit} clients", ("Retry-After", "5"))
             return self.reply(conn, h, reply, head, close=True)
-        conn.write(response_head(SERVER_HEADER, email.utils.formatdate(usegmt=True)))
+        date = email.utils.formatdate(usegmt=True)
+        conn.write(response_head(SERVER_HEADER, date, conn.security_headers))
         if head:
             return False
         conn.kind = "mjpeg"
@@ -302,12 +307,9 @@ class Router:
         headers = [
             ("Date", email.utils.formatdate(usegmt=True)),
             ("Server", SERVER_HEADER),
-            *SECURITY_HEADERS,
+            *conn.security_headers,
             *reply.headers,
         ]
-        if self.server.tls is not None:
-            # Browsers that once saw the page over TLS never try plain HTTP for a year.
-            headers.append(("Strict-Transport-Security", "max-age=31536000"))
         if reply.status != 304:
             headers.append(("Content-Length", str(len(reply.body))))
         if close:

@@ -28,7 +28,8 @@ from pyimagestreamd.config import Config
 from pyimagestreamd.httpd import Connection
 from pyimagestreamd.metrics import make_registry
 from pyimagestreamd.ratelimit import RateLimitedLog
-from pyimagestreamd.routes import Router
+from pyimagestreamd.redirect import Redirect
+from pyimagestreamd.routes import Handler, Router
 from pyimagestreamd.runner import CameraRunner
 from pyimagestreamd.stats import ServerStats
 from pyimagestreamd.tls import ServerTLS
@@ -72,6 +73,9 @@ class StreamServer:
         self._per_address: collections.Counter[str] = collections.Counter()
         self._pending: collections.Counter[str] = collections.Counter()
         self._sockets: list[socket.socket] = []
+        # The plain-HTTP listener that only redirects to HTTPS (server.tls.redirect_from).
+        self._redirect_sockets: list[socket.socket] = []
+        self.redirect = Redirect(self)
         self._accepting: list[asyncio.Task[None]] = []
         self._closing: set[asyncio.Future[None]] = set()
 
@@ -89,11 +93,25 @@ class StreamServer:
         if srv.tls_certificate is not None and srv.tls_key is not None:
             self.tls = ServerTLS(srv.tls_certificate, srv.tls_key)
         self._sockets = bind(srv.listen, srv.port)
+        if self.tls is not None and srv.tls_redirect_from is not None:
+            try:
+                self._redirect_sockets = bind(srv.listen, srv.tls_redirect_from)
+            except BaseException:
+                for sock in self._sockets:
+                    sock.close()
+                raise
         self._revalidator = start("server access revalidation", self.router.revalidate_forever())
         for sock in self._sockets:
             where = sock.getsockname()[0]
-            self._accepting.append(start(f"server accept on {where}", self._accept(sock)))
+            accept = self._accept(sock, self.router, secure=self.tls is not None)
+            self._accepting.append(start(f"server accept on {where}", accept))
+        for sock in self._redirect_sockets:
+            where = sock.getsockname()[0]
+            accept = self._accept(sock, self.redirect, secure=False)
+            self._accepting.append(start(f"server redirect accept on {where}", accept))
         log.info("%s", self.listening_text())
+        if self._redirect_sockets:
+            log.info("redirecting plain HTTP on port %d to HTTPS", self.redirect_port)
 
     def listening_text(self) -> str:
         """The start-up line: where we listen and the URL to open."""
@@ -123,13 +141,20 @@ class StreamServer:
     def port(self) -> int:
         return int(self._sockets[0].getsockname()[1])
 
+    @property
+    def redirect_port(self) -> int | None:
+        """The plain-HTTP redirect listener's port, or None without one."""
+        if not self._redirect_sockets:
+            return None
+        return int(self._redirect_sockets[0].getsockname()[1])
+
     async def close(self) -> None:
         """Stop accepting, close WebSockets with 1001 and streams, wait (bounded), drop the rest."""
         for task in self._accepting:
             task.cancel()
         if self._revalidator is not None:
             self._revalidator.cancel()
-        for sock in self._sockets:
+        for sock in (*self._sockets, *self._redirect_sockets):
             sock.close()
         closing = [
             asyncio.ensure_future(ws.close(CLOSE_GOING_AWAY, "server shutting down"))
@@ -182,7 +207,7 @@ class StreamServer:
 
     # -- accepting -------------------------------------------------------------------------
 
-    async def _accept(self, listener: socket.socket) -> None:
+    async def _accept(self, listener: socket.socket, handler: Handler, secure: bool) -> None:
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -200,13 +225,17 @@ class StreamServer:
                 await asyncio.sleep(ACCEPT_PAUSE)
                 continue
             try:
-                await self._admit(sock, addr)
+                await self._admit(sock, addr, handler, secure)
             except OSError as exc:
                 sock.close()
                 self.warnings.warning("admit", "cannot set up a connection: %s", exc)
 
     async def _admit(
-        self, sock: socket.socket, addr: tuple[str, int] | tuple[str, int, int, int]
+        self,
+        sock: socket.socket,
+        addr: tuple[str, int] | tuple[str, int, int, int],
+        handler: Handler,
+        secure: bool,
     ) -> None:
         host = str(addr[0])
         if host.startswith("::ffff:") and "." in host:
@@ -229,7 +258,7 @@ class StreamServer:
             sock.close()
             return
         pacing.configure(sock)
-        conn = Connection(self, host)
+        conn = Connection(self, host, handler, secure)
         self.connections.add(conn)
         self._per_address[host] += 1
         self._pending[host] += 1
@@ -238,8 +267,8 @@ class StreamServer:
             await asyncio.get_running_loop().connect_accepted_socket(
                 lambda: conn,
                 sock,
-                ssl=self.tls.context if self.tls is not None else None,
-                ssl_handshake_timeout=srv.request_timeout if self.tls is not None else None,
+                ssl=self.tls.context if secure and self.tls is not None else None,
+                ssl_handshake_timeout=srv.request_timeout if secure else None,
             )
         except BaseException:
             self.connection_done(conn)

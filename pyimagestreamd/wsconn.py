@@ -99,10 +99,12 @@ class WebSocket:
         if not events or not isinstance(events[0], Request):
             # websockets could not read back what h11 accepted (e.g. a non-ASCII path).
             response = self.protocol.reject(400, "invalid WebSocket request\n")
+            self._add_security_headers(response)
             self.protocol.send_response(response)
             self._flush()
             return response
         response = self.protocol.accept(events[0])
+        self._add_security_headers(response)
         self.protocol.send_response(response)
         self._flush()
         if response.status_code == 101:
@@ -110,6 +112,12 @@ class WebSocket:
             # Frames that came right behind the handshake (rare, but allowed).
             self._process()
         return response
+
+    def _add_security_headers(self, response: Response) -> None:
+        # Refusals (400, 426) are pages a browser may show; the 101 gets them too, so that
+        # no response of ours goes without.
+        for name, value in self.conn.security_headers:
+            response.headers[name] = value
 
     @property
     def subprotocol(self) -> Subprotocol | None:

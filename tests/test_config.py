@@ -109,7 +109,7 @@ def test_relative_web_root_resolves_against_config_folder(tmp_path: Path) -> Non
 BAD = [
     ("server: {port: 70000}\n", "server.port: invalid value 70000: expected an integer 0..65535 (line 1)"),
     ("server:\n  port: http\n", "server.port: invalid value 'http': expected an integer 0..65535 (line 2)"),
-    ("server:\n  prot: 80\n", "server.prot: unknown key: expected one of listen, port, web_root, max_clients, allowed_origins, snapshot_timeout, allowed_hosts, max_clients_per_address, max_pending_per_address, trusted_proxies, send_timeout, request_timeout, idle_timeout, tls (line 2)"),
+    ("server:\n  prot: 80\n", "server.prot: unknown key: expected one of listen, port, web_root, max_clients, allowed_origins, snapshot_timeout, allowed_hosts, max_clients_per_address, max_pending_per_address, trusted_proxies, send_timeout, request_timeout, idle_timeout, frame_ancestors, tls (line 2)"),
     ("colour: red\n", "colour: unknown key: expected one of server, auth, log_level, cameras (line 1)"),
     ("log_level: loud\n", "log_level: invalid value 'loud': expected one of debug, info, warning, error (line 1)"),
     ("cameras:\n  c:\n    fps: x\n", "cameras.c.fps: invalid value 'x': expected an integer 1..240 (line 3)"),

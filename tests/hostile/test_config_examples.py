@@ -17,7 +17,7 @@ FOUND = [
     # A key holding a newline made the message two lines.
     ("? '\n\n  '\n: null\n", "'\\n': unknown key: expected one of server, auth, log_level, cameras (line 1)"),
     ("cameras: {\"a\\nb\": {}}\n", "cameras.'a\\nb': invalid value 'a\\nb': expected a camera name of letters, digits, '-' and '_' (at most 64) (line 1)"),
-    ("server: {\"x\\0\": 1}\n", "server.'x\\x00': unknown key: expected one of listen, port, web_root, max_clients, allowed_origins, snapshot_timeout, allowed_hosts, max_clients_per_address, max_pending_per_address, trusted_proxies, send_timeout, request_timeout, idle_timeout, tls (line 1)"),
+    ("server: {\"x\\0\": 1}\n", "server.'x\\x00': unknown key: expected one of listen, port, web_root, max_clients, allowed_origins, snapshot_timeout, allowed_hosts, max_clients_per_address, max_pending_per_address, trusted_proxies, send_timeout, request_timeout, idle_timeout, frame_ancestors, tls (line 1)"),
 ]  # fmt: skip
 
 
