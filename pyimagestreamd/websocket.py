@@ -44,7 +44,7 @@ async def serve_websocket(  # noqa: PLR0917 - the request, parsed three ways
     """Run one WebSocket from its upgrade request to its end."""
     srv = server.config.server
     if not access.origin_allowed(
-        headers.get("origin"), headers.get("host"), False, srv.allowed_origins
+        headers.get("origin"), headers.get("host"), conn.secure, srv.allowed_origins
     ):
         server.stats.refused("origin")
         server.warnings.warning(

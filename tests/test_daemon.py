@@ -70,7 +70,7 @@ async def test_accept_loop_that_raises_exits_1(
 ) -> None:
     """The server's accept loop failing ends the daemon (exit 1), not a daemon nobody reaches."""
 
-    async def broken(self: StreamServer, listener: object) -> None:
+    async def broken(self: StreamServer, *args: object, **kwargs: object) -> None:
         raise RuntimeError("accept broke")
 
     monkeypatch.setattr(StreamServer, "_accept", broken)

@@ -14,8 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import TOP, check_jpeg, timeout
 from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 
 def openssl(*args: str, cwd: Path) -> None:
@@ -136,6 +138,31 @@ async def test_a_broken_renewal_keeps_the_running_certificate(
     await rd.daemon.reload()
     served = await asyncio.to_thread(served_certificate, rd.port, tmp_path / "ca.pem")
     assert served == original
+
+
+async def test_wss_takes_the_https_page_origin_only(start_daemon: Any, tmp_path: Path) -> None:
+    """Over TLS a browser's page is https://host:port: that origin opens wss:, http:// not."""
+    make_ca(tmp_path)
+    make_leaf(tmp_path, "leaf")
+    rd = await start_daemon(
+        f"server: {{listen: 127.0.0.1, port: 0, tls: {{certificate: {tmp_path}/leaf.pem,"
+        f" key: {tmp_path}/leaf.key}}}}\nauth: {{users_file: {tmp_path}/none}}\n"
+    )
+    context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    url = f"wss://127.0.0.1:{rd.port}/websocket"
+    page = f"https://127.0.0.1:{rd.port}"
+    async with connect(url, ssl=context, origin=page, open_timeout=timeout(10)) as ws:  # type: ignore[arg-type]
+        await ws.send("next")
+        check_jpeg(await asyncio.wait_for(ws.recv(), timeout(10)))  # type: ignore[arg-type]
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(
+            url,
+            ssl=context,
+            origin=f"http://127.0.0.1:{rd.port}",
+            open_timeout=timeout(10),  # type: ignore[arg-type]
+        ):
+            pass
+    assert refused.value.response.status_code == 403
 
 
 async def test_certbot_deploy_hook_installs_and_reloads(tmp_path: Path) -> None:

@@ -7,8 +7,10 @@
 //   freePort()                 a free TCP port on 127.0.0.1
 //   startDaemon(cameras, opts) a running daemon: {port, url, state(), stop(), start(), close()}
 //                              opts: maxClients, extraYaml (more top-level config), headers
-//                              (sent with state(), e.g. HTTP Basic when accounts exist)
-//   launchBrowser()            Chromium (headless, fresh profile)
+//                              (sent with state(), e.g. HTTP Basic when accounts exist),
+//                              tls {certificate, key, ca} (PEM paths: the daemon serves
+//                              https, and url and state() use it, trusting only `ca`)
+//   launchBrowser({args})      Chromium (headless, fresh profile), args added to its flags
 //   openPage(browser, url, {viewport, ...context options such as hasTouch})
 //                              a page whose console errors, page errors and WebSocket sends
 //                              are recorded: page.errors, and in the page window.__sent
@@ -21,7 +23,8 @@
 
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import https from "node:https";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -97,19 +100,27 @@ function yamlCameras(cameras) {
 
 /** The daemon of this tree on 127.0.0.1 with cameras {name: {width, height, fps, ...}};
  * source defaults to the test pattern; webRoot defaults to the tree's web/. */
-export async function startDaemon(cameras, { maxClients = 100, webRoot = path.join(REPO, "web"), extraYaml = "", headers = {} } = {}) {
+export async function startDaemon(
+  cameras,
+  { maxClients = 100, webRoot = path.join(REPO, "web"), extraYaml = "", headers = {}, tls = null } = {},
+) {
   const dir = mkdtempSync(path.join(os.tmpdir(), "pyimagestream-browser-"));
   const port = await freePort();
   const config = path.join(dir, "pyimagestream.yaml");
+  const tlsYaml = tls
+    ? `  tls:\n    certificate: ${JSON.stringify(tls.certificate)}\n    key: ${JSON.stringify(tls.key)}\n` +
+      (tls.redirectFrom ? `    redirect_from: ${tls.redirectFrom}\n` : "")
+    : "";
   writeFileSync(
     config,
     `server:\n  listen: "127.0.0.1"\n  port: ${port}\n` +
-      `  web_root: ${JSON.stringify(webRoot)}\n  max_clients: ${maxClients}\n` +
+      `  web_root: ${JSON.stringify(webRoot)}\n  max_clients: ${maxClients}\n${tlsYaml}` +
       `${extraYaml}log_level: info\ncameras:\n${yamlCameras(cameras)}`,
   );
   const python = path.join(REPO, ".venv", "bin", "python");
   if (!existsSync(python)) throw new Error(`${python} is missing: run "make venv" first`);
-  const url = `http://127.0.0.1:${port}/`;
+  const url = `${tls ? "https" : "http"}://127.0.0.1:${port}/`;
+  const ca = tls ? readFileSync(tls.ca) : null;
   let child = null;
   let log = "";
 
@@ -142,6 +153,7 @@ export async function startDaemon(cameras, { maxClients = 100, webRoot = path.jo
       ]);
     },
     async state() {
+      if (ca) return httpsJson(`${url}api/state`, { headers, ca, timeout: 2000 });
       const response = await fetch(`${url}api/state`, { headers, signal: AbortSignal.timeout(2000) });
       if (!response.ok) throw new Error(`api/state: ${response.status}`);
       return response.json();
@@ -166,6 +178,23 @@ export async function startDaemon(cameras, { maxClients = 100, webRoot = path.jo
   return daemon;
 }
 
+/** GET a JSON document over https, trusting only the CA given (fetch cannot be told one). */
+function httpsJson(url, { headers, ca, timeout }) {
+  return new Promise((resolve, reject) => {
+    const request = https.get(url, { headers, ca, timeout }, (response) => {
+      let body = "";
+      response.setEncoding("utf8");
+      response.on("data", (chunk) => (body += chunk));
+      response.on("end", () => {
+        if (response.statusCode !== 200) reject(new Error(`${url}: ${response.statusCode}`));
+        else resolve(JSON.parse(body));
+      });
+    });
+    request.on("timeout", () => request.destroy(new Error(`${url}: no answer within ${timeout} ms`)));
+    request.on("error", reject);
+  });
+}
+
 // Headless Chromium as root in this kind of machine: no sandbox, no GPU, and none of the
 // background connections a closed network would refuse. Playwright adds --headless and a fresh
 // --user-data-dir of its own.
@@ -179,11 +208,12 @@ export const CHROMIUM_ARGS = [
   "--disable-sync",
 ];
 
-export async function launchBrowser() {
+/** Chromium; `args` are added to CHROMIUM_ARGS (e.g. one certificate to trust). */
+export async function launchBrowser({ args = [] } = {}) {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`${CHROMIUM} is missing: install Debian's chromium (make deps)`);
   }
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...CHROMIUM_ARGS, ...args] });
 }
 
 /** A page that records console errors and every WebSocket message it sends. */
