@@ -8,7 +8,15 @@ frame is written only when (1) asyncio holds nothing unsent for the connection a
 kernel holds less than NOTSENT_LOWAT bytes not yet sent. (2) is what TCP_NOTSENT_LOWAT on
 the socket makes the kernel report as "writable"; we wait for that on a duplicate of the
 socket's descriptor (asyncio owns the original), so the wait is event-driven, not polled.
-Bytes in flight (sent, not yet acknowledged) do not count: the link stays full.
+For a WebSocket, bytes in flight (sent, not yet acknowledged) do not count: its credit
+window bounds them. A push stream (MJPEG) has no window, and behind a deep link queue TCP's
+congestion window grows into that queue: unsent bytes alone left frames 4.6 s old at p95
+on a 2 Mbit/s link (README, "Which send gate keeps a push client fresh"). So for a push
+stream (3) the bytes unsent *plus unacknowledged* (SIOCOUTQ) must also fit IN_FLIGHT_GAIN
+times the path's bandwidth-delay product, from tcp_info: the largest delivery rate of the
+last few seconds times the minimum RTT. The kernel signals no acknowledgements, so (3)
+sleeps about as long as the link needs to carry the excess (never longer than a quarter
+of the RTT, nor than IN_FLIGHT_POLL_MAX) and looks again: a few wake-ups per frame.
 
 The policy lives here alone so that it can be tuned after measuring on a shaped link
 (`make bench-link`). Interface: `SendGate(conn).wait_ready(timeout)`; `configure(sock)`
@@ -23,6 +31,9 @@ import contextlib
 import fcntl
 import os
 import socket
+import struct
+import time
+from collections import deque
 from typing import Protocol
 
 # Unsent bytes the kernel may hold for a client when we write the next frame. Small enough
@@ -33,6 +44,23 @@ NOTSENT_LOWAT = 16 * 1024
 # SIOCOUTQNSD (bytes in the send queue not yet sent).
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)
 SIOCOUTQNSD = 0x894B
+# Bytes in the send queue not yet acknowledged, sent or not (TIOCOUTQ on a TCP socket).
+SIOCOUTQ = 0x5411
+# In flight may reach this many times the estimated bandwidth-delay product. Above 1 so
+# that an estimate taken while the stream did not fill the link (the delivery rate is then
+# below the link's) grows towards the link's rate instead of holding itself down; the
+# price is at most (gain - 1) RTTs of queue, 50 ms on a 100 ms path.
+IN_FLIGHT_GAIN = 1.5
+# The in-flight bound never goes below this many segments: enough to keep TCP's
+# acknowledgement clock going while the path's measurements are still small or missing.
+MIN_IN_FLIGHT_SEGMENTS = 4
+# Delivery rate: the largest sample of the last RATE_BUCKETS buckets of RATE_BUCKET s.
+RATE_BUCKET = 1.0
+RATE_BUCKETS = 3
+# Sleeps while waiting for acknowledgements: at least this long (no busy loop), at most
+# this long or a quarter of the minimum RTT, whichever is shorter.
+IN_FLIGHT_POLL_MIN = 0.002
+IN_FLIGHT_POLL_MAX = 0.05
 
 
 class _Output(Protocol):
@@ -62,15 +90,81 @@ def unsent_bytes(fd: int) -> int:
     return int(buf[0])
 
 
+def queued_bytes(fd: int) -> int:
+    """Bytes the kernel holds for this socket, unsent or unacknowledged (0 if unknown)."""
+    buf = array.array("i", [0])
+    try:
+        fcntl.ioctl(fd, SIOCOUTQ, buf, True)
+    except OSError:
+        return 0
+    return int(buf[0])
+
+
+def path_estimate(sock: socket.socket | None) -> tuple[int, float, float]:
+    """(MSS, min RTT in s, delivery rate in bytes/s) from Linux's tcp_info; zeros if unknown."""
+    if sock is None:
+        return 0, 0.0, 0.0
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 168)
+    except OSError:
+        return 0, 0.0, 0.0
+    if len(info) < 168:
+        return 0, 0.0, 0.0
+    (mss,) = struct.unpack_from("<I", info, 16)  # tcpi_snd_mss
+    (min_rtt,) = struct.unpack_from("<I", info, 148)  # tcpi_min_rtt, microseconds
+    (rate,) = struct.unpack_from("<Q", info, 160)  # tcpi_delivery_rate
+    return mss, min_rtt / 1e6, float(rate)
+
+
+def in_flight_limit(mss: int, min_rtt: float, rate: float) -> int:
+    """Bytes that may be unsent or in flight before the next frame is written."""
+    return max(MIN_IN_FLIGHT_SEGMENTS * max(mss, 536), int(IN_FLIGHT_GAIN * rate * min_rtt))
+
+
+def poll_delay(excess: int, rate: float, min_rtt: float) -> float:
+    """How long to sleep before looking again at `excess` bytes too many in flight."""
+    longest = min(IN_FLIGHT_POLL_MAX, max(IN_FLIGHT_POLL_MIN, min_rtt / 4))
+    wanted = excess / rate if rate > 0 else longest
+    return min(longest, max(IN_FLIGHT_POLL_MIN, wanted))
+
+
+class RateMax:
+    """The largest delivery rate seen over the last few seconds (bucketed: cheap per sample).
+
+    The kernel's delivery rate is one sample per acknowledgement, low whenever the stream
+    briefly left the link idle; the link's rate is the largest recent one.
+    """
+
+    def __init__(self) -> None:
+        self.buckets: deque[list[float]] = deque(maxlen=RATE_BUCKETS)  # [start, max]
+
+    def add(self, rate: float, now: float) -> float:
+        """Record a sample taken at monotonic time `now`; returns the current maximum."""
+        if self.buckets and now - self.buckets[-1][0] < RATE_BUCKET:
+            self.buckets[-1][1] = max(self.buckets[-1][1], rate)
+        else:
+            self.buckets.append([now, rate])
+        while now - self.buckets[0][0] >= RATE_BUCKET * RATE_BUCKETS:
+            self.buckets.popleft()
+        return max(b[1] for b in self.buckets)
+
+
 class SendGate:
     """Waits until one connection can take a frame without queueing behind older ones."""
 
     def __init__(self, out: _Output) -> None:
         self.out = out
+        # Push streams (MJPEG) also wait until the bytes in flight fit the path; a WebSocket
+        # with credits is bounded by its window instead.
+        self.bound_in_flight = False
+        self._rate = RateMax()
+
+    def _sock(self) -> socket.socket | None:
+        transport = self.out.transport
+        return transport.get_extra_info("socket") if transport is not None else None
 
     def _fd(self) -> int:
-        transport = self.out.transport
-        sock = transport.get_extra_info("socket") if transport is not None else None
+        sock = self._sock()
         return sock.fileno() if sock is not None else -1
 
     async def wait_ready(self, timeout: float) -> None:  # noqa: ASYNC109 - the interface
@@ -81,9 +175,22 @@ class SendGate:
         async with asyncio.timeout(timeout):
             await self.out.drained()
             fd = self._fd()
-            if fd < 0 or self.out.closed.done() or unsent_bytes(fd) <= NOTSENT_LOWAT:
+            if fd < 0 or self.out.closed.done():
                 return
-            await self._writable(fd)
+            if unsent_bytes(fd) > NOTSENT_LOWAT:
+                await self._writable(fd)
+            if self.bound_in_flight:
+                await self._in_flight_fits(fd)
+
+    async def _in_flight_fits(self, fd: int) -> None:
+        sock = self._sock()
+        while not self.out.closed.done():
+            mss, min_rtt, rate = path_estimate(sock)
+            rate = self._rate.add(rate, time.monotonic())
+            excess = queued_bytes(fd) - in_flight_limit(mss, min_rtt, rate)
+            if excess <= 0:
+                return
+            await asyncio.wait({self.out.closed}, timeout=poll_delay(excess, rate, min_rtt))
 
     async def _writable(self, fd: int) -> None:
         # asyncio refuses add_writer on a descriptor a transport owns: watch a duplicate,

@@ -288,6 +288,8 @@ class Router:
         if head:
             return False
         conn.kind = "mjpeg"
+        if conn.gate is not None:
+            conn.gate.bound_in_flight = True  # a push stream: no window bounds its bytes in flight
         self.server.clients[conn] = hub.name
         try:
             await serve_mjpeg(conn, hub, fps)

@@ -1,0 +1,118 @@
+"""pacing.py: the in-flight bound for push streams, its wait, and the kernel counts it reads."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import timeout
+
+from pyimagestreamd import pacing
+
+
+def test_in_flight_may_reach_the_gain_times_the_bdp() -> None:
+    """2 Mbit/s and 100 ms: 25,000 bytes fill the path; IN_FLIGHT_GAIN times that may wait."""
+    limit = pacing.in_flight_limit(1448, 0.1, 250_000)
+    assert limit == int(pacing.IN_FLIGHT_GAIN * 25_000)
+    assert limit > 25_000  # an estimate below the link's rate can still grow
+
+
+def test_in_flight_bound_never_drops_below_a_few_segments() -> None:
+    """Without measurements yet (rate 0, RTT 0), a few segments may still be in flight."""
+    assert pacing.in_flight_limit(1448, 0.0, 0.0) == pacing.MIN_IN_FLIGHT_SEGMENTS * 1448
+    assert pacing.in_flight_limit(0, 0.0, 0.0) == pacing.MIN_IN_FLIGHT_SEGMENTS * 536
+
+
+def test_the_rate_is_the_largest_of_the_last_seconds() -> None:
+    """A low sample does not lower the estimate; a high one is forgotten after the window."""
+    rate = pacing.RateMax()
+    assert rate.add(1_000_000, 0.0) == 1_000_000
+    assert rate.add(200_000, 0.5) == 1_000_000
+    assert rate.add(300_000, 1.5) == 1_000_000
+    span = pacing.RATE_BUCKET * pacing.RATE_BUCKETS
+    assert rate.add(250_000, span + 0.1) == 300_000
+    assert rate.add(100_000, 3 * span) == 100_000
+
+
+def test_poll_delay_is_bounded_both_ways() -> None:
+    """The excess's transfer time, never a busy loop, never past a quarter RTT or the maximum."""
+    assert pacing.poll_delay(25_000, 250_000, 0.1) == pytest.approx(0.025)
+    assert pacing.poll_delay(1, 1e9, 0.1) == pacing.IN_FLIGHT_POLL_MIN
+    assert pacing.poll_delay(10**9, 250_000, 0.1) == pytest.approx(0.025)
+    assert pacing.poll_delay(10**9, 250_000, 10.0) == pacing.IN_FLIGHT_POLL_MAX
+    assert pacing.poll_delay(10**9, 0.0, 0.0) == pacing.IN_FLIGHT_POLL_MIN
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        peer, _ = server.accept()
+        with client, peer:
+            yield client, peer
+
+
+def test_kernel_counts_on_a_real_socket(pair: tuple[socket.socket, socket.socket]) -> None:
+    """queued_bytes sees what a reader that does not read leaves; path_estimate reads tcp_info."""
+    sender, reader = pair
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sender.setblocking(False)
+    sent = 0
+    try:
+        while sent < 1 << 22:
+            sent += sender.send(b"x" * 65536)
+    except BlockingIOError:
+        pass
+    assert pacing.queued_bytes(sender.fileno()) > 0
+    mss, min_rtt, rate = pacing.path_estimate(sender)
+    assert mss > 0 and min_rtt >= 0 and rate >= 0
+    assert pacing.path_estimate(None) == (0, 0.0, 0.0)
+
+
+class _Transport:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def get_extra_info(self, name: str) -> Any:
+        return self.sock if name == "socket" else None
+
+
+class _Out:
+    """A connection's output as the gate sees it, over a real socket (nothing buffered)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.transport: Any = _Transport(sock)
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def drained(self) -> None:
+        return None
+
+
+async def test_in_flight_wait_ends_at_its_bound(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Acknowledgements that never come: the push gate gives up after its timeout."""
+    monkeypatch.setattr(pacing, "queued_bytes", lambda fd: 1 << 30)
+    gate = pacing.SendGate(_Out(pair[0]))
+    await asyncio.wait_for(gate.wait_ready(timeout(1)), timeout(5))  # WebSocket: no bound
+    gate.bound_in_flight = True
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(gate.wait_ready(0.3), timeout(5))
+
+
+async def test_in_flight_wait_ends_when_the_client_leaves(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that goes while the gate waits for acknowledgements ends the wait at once."""
+    monkeypatch.setattr(pacing, "queued_bytes", lambda fd: 1 << 30)
+    out = _Out(pair[0])
+    gate = pacing.SendGate(out)
+    gate.bound_in_flight = True
+    waiting = asyncio.ensure_future(gate.wait_ready(timeout(30)))
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    out.closed.set_result(None)
+    await asyncio.wait_for(waiting, timeout(2))
