@@ -3,7 +3,7 @@
  *
  * The server sends one frame per credit, always the newest one. One credit at a time costs a
  * full round trip per frame; too many credits on a slow link let frames queue in the network,
- * so the picture lags. The window is sized from three measurements, all taken from frames:
+ * so the picture lags. The window is sized from four measurements, all taken from frames:
  *
  *   rtt         base round trip: min(receive - server send) over the last minute +
  *               min(server send - credit sent) over the last 10 s. The server's clock
@@ -17,18 +17,26 @@
  *               first, the WebSocket handshake's time stands in (TCP and HTTP: two round
  *               trips).
  *   cameraFps   from the frames' seq and capture time: seq grows by one per captured frame.
+ *   linkRate    bytes per ms the link carries: a frame that queued behind the one before it
+ *               arrives one transfer time after it, so bytes / (gap between arrivals) is
+ *               the link's rate for such frames and less for the others; the estimate is a
+ *               high percentile of the last samples (a client that read two frames at once
+ *               makes a few too high). transfer = the recent median frame size / linkRate.
  *   queueDelay  receive - server send, above its minimum over the last minute (the clock
- *               offset cancels): how long frames now wait in the network. It grows as soon
- *               as the link is full.
+ *               offset cancels) and less the difference between this frame's transfer and
+ *               the minimum's: how long the frame waited behind others in the network.
  *
  * Window = min(needed, congestion window, server's limit), where needed =
- * ceil(cameraFps * rtt * 1.25) + 1 credits carry every captured frame across the round trip
- * of a fast link. The congestion window grows by one per frame while queueDelay stays low and
- * halves when queueDelay rises above max(40 ms, rtt / 3) — one frame waiting behind another on
- * a slow link — after which it waits before probing upwards again, longer after each probe
- * that failed. On a slow link that leaves one or two credits in flight and at most a short
- * queue (under a third of the round trip): a frame arrives about its own transfer time plus
- * half a round trip after it was captured, never behind a backlog.
+ * ceil(cameraFps * (base rtt + transfer) * 1.25) + 1 credits carry every captured frame
+ * across the round trip of a fast link (base rtt: rtt without the transfer of the frame it
+ * was measured with). Once the link is full, every credit more adds one transfer time of
+ * queue and no frames, so the congestion window grows by one (then waits for the frames in
+ * flight to show the effect) only while queueDelay is under max(20 ms, base rtt / 2): no
+ * frame is waiting yet. It shrinks by one when queueDelay passes max(40 ms, transfer +
+ * base rtt / 2) — more than one frame waiting — and the next step up after a shrink waits,
+ * longer after each step that had to be undone. On a slow link that keeps the link busy with
+ * at most about one frame waiting: 2 Mbit/s, 100 ms and 75 KB frames (300 ms each) settle at
+ * two credits, 10 Mbit/s (60 ms each) at four.
  *
  * Times are milliseconds on one client clock (performance.timeOrigin + performance.now());
  * server times are milliseconds on the server's clock.
@@ -42,10 +50,12 @@
  *   .outstanding                 credits sent and not yet answered
  *   .creditSent(now)             call when sending {"type": "next"}
  *   .dropCredits()               call when sending {"type": "pause"}: the server forgets them
- *   .frameArrived(meta, now)     call for each frame message; returns the frame's age on
- *                                arrival in ms (capture to receive)
+ *   .frameArrived(meta, now, bytes)  call for each frame message (bytes: its size, for the
+ *                                link's rate; without it the transfer time counts as 0);
+ *                                returns the frame's age on arrival in ms (capture to receive)
  *   .ageOf(meta, arrivedAt, now) age in ms, at `now`, of a frame that arrived at arrivedAt
- *   .snapshot()                  {window, outstanding, rtt, cameraFps, queueDelay} for display
+ *   .snapshot()                  {window, outstanding, rtt, cameraFps, queueDelay, transfer}
+ *                                for display
  */
 
 const WINDOW_MS = 10_000;
@@ -53,6 +63,7 @@ const BASE_MS = 60_000;
 const BUCKET_MS = 1_000;
 const PROBE_MIN_MS = 2_000;
 const PROBE_MAX_MS = 30_000;
+const RATE_SAMPLES = 16;
 
 /** Minimum of a value over the last spanMs, kept as 1 s buckets: cheap per sample. */
 class WindowedMin {
@@ -60,19 +71,29 @@ class WindowedMin {
     this.spanMs = spanMs;
     this.buckets = [];
   }
-  add(value, now) {
+  /** tag: what goes with the value (kept for the minimum, see .tag). */
+  add(value, now, tag = 0) {
     const last = this.buckets[this.buckets.length - 1];
     if (last && now - last.start < BUCKET_MS) {
-      if (value < last.min) last.min = value;
+      if (value < last.min) {
+        last.min = value;
+        last.tag = tag;
+      }
     } else {
-      this.buckets.push({ start: now, min: value });
+      this.buckets.push({ start: now, min: value, tag });
     }
     while (this.buckets.length && now - this.buckets[0].start > this.spanMs) this.buckets.shift();
   }
   get value() {
-    let min = Infinity;
-    for (const b of this.buckets) if (b.min < min) min = b.min;
-    return min;
+    return this.smallest().min;
+  }
+  get tag() {
+    return this.smallest().tag;
+  }
+  smallest() {
+    let best = { min: Infinity, tag: 0 };
+    for (const b of this.buckets) if (b.min < best.min) best = b;
+    return best;
   }
 }
 
@@ -87,18 +108,36 @@ export class FlowControl {
     this.sendMinusCredit = new WindowedMin(); // server send - credit: one-way delay - offset
     this.lastSendMinusCredit = Infinity; // kept when no fresh sample qualifies
     this.anySendMinusCredit = new WindowedMin(); // the same over held credits too: an upper bound
-    this.recentQueue = []; // last three queue delays
+    this.recentQueue = []; // last three queue delays since the window last changed
     this.fpsFrames = []; // [seq, capture time] of recent frames
     this.cwnd = 1;
-    this.ignoreFrames = 0;
+    // The window last changed at this time: frames whose credit went before it show the old
+    // window's queue, and are not judged.
+    this.changedAt = -Infinity;
     this.probeAfter = 0; // no upward probe before this time
     this.probeDelay = PROBE_MIN_MS;
     this.lastCutAt = -Infinity;
     this.lastIncreaseAt = -Infinity;
-    this.holdIncrease = 0; // frames to see before the next step up
     this.rtt = handshakeMs / 2;
     this.cameraFps = NaN;
     this.queueDelay = 0;
+    this.lastArrivalAt = NaN; // for the link's rate; NaN after a pause
+    this.rateSamples = []; // bytes / ms of the last frames
+    this.sizes = []; // bytes of the last frames
+    this.linkRate = NaN; // bytes / ms
+  }
+
+  /** A typical frame's time on the link, ms (0 while unknown). */
+  get transfer() {
+    if (!(this.linkRate > 0) || !this.sizes.length) return 0;
+    return median(this.sizes) / this.linkRate;
+  }
+
+  /** The round trip without the transfer of the frame it was measured with. */
+  get baseRtt() {
+    const rtt = Number.isFinite(this.rtt) ? this.rtt : 0;
+    const own = this.linkRate > 0 ? this.recvMinusSend.tag / this.linkRate : 0;
+    return Math.max(0, rtt - own);
   }
 
   get outstanding() {
@@ -107,7 +146,7 @@ export class FlowControl {
 
   get needed() {
     if (!(this.cameraFps > 0) || !(this.rtt >= 0)) return 2;
-    return Math.ceil((this.cameraFps * this.rtt * 1.25) / 1000) + 1;
+    return Math.ceil((this.cameraFps * (this.baseRtt + this.transfer) * 1.25) / 1000) + 1;
   }
 
   get window() {
@@ -120,16 +159,17 @@ export class FlowControl {
 
   dropCredits() {
     this.credits.length = 0;
-    this.ignoreFrames = 0;
+    this.lastArrivalAt = NaN;
   }
 
-  frameArrived(meta, now) {
+  frameArrived(meta, now, bytes = 0) {
     const creditAt = this.credits.shift(); // undefined: a frame sent before our pause
     const captured = meta.time * 1000;
     const ageMs = (meta.age || 0) * 1000;
     const sent = captured + ageMs;
 
-    this.recvMinusSend.add(now - sent, now);
+    this.recvMinusSend.add(now - sent, now, bytes);
+    this.updateLinkRate(bytes, now);
     if (creditAt !== undefined) {
       this.anySendMinusCredit.add(sent - creditAt, now);
       if (meta.seq - this.lastSeq >= 2) {
@@ -149,43 +189,65 @@ export class FlowControl {
 
     this.updateCameraFps(meta.seq, captured);
 
-    const queue = now - sent - this.recvMinusSend.value;
-    this.recentQueue.push(queue);
-    if (this.recentQueue.length > 3) this.recentQueue.shift();
-    this.queueDelay = median(this.recentQueue);
-    this.adjust(now);
+    // Less this frame's own extra transfer over the minimum's: waiting time only.
+    const extra = this.linkRate > 0 ? (bytes - this.recvMinusSend.tag) / this.linkRate : 0;
+    const queue = now - sent - this.recvMinusSend.value - extra;
+    if (creditAt !== undefined && creditAt >= this.changedAt) {
+      this.recentQueue.push(queue);
+      if (this.recentQueue.length > 3) this.recentQueue.shift();
+      this.queueDelay = median(this.recentQueue);
+      // Three frames of the present window, so that one late frame decides nothing.
+      if (this.recentQueue.length === 3) this.adjust(now);
+    }
 
     return this.ageOf(meta, now, now);
   }
 
   adjust(now) {
-    const rtt = Number.isFinite(this.rtt) ? this.rtt : 0;
-    const limit = Math.max(40, rtt / 3);
-    if (this.ignoreFrames > 0) {
-      // Frames already in flight when the window was cut still carry the old queue.
-      this.ignoreFrames -= 1;
-    } else if (this.queueDelay > limit) {
-      if (now - this.lastIncreaseAt < 2 * rtt + 1000) {
+    // Past the window that fills the link, each credit more adds one transfer of queue and
+    // no frames: grow only while (almost) nothing waits, shrink once a whole frame does
+    // (with one credit less the link stays full). The margins are for measurement noise;
+    // the gap between the two keeps a step up from being undone by the next check.
+    const growBelow = Math.max(10, this.transfer / 6);
+    const shrinkAbove = Math.max(40, this.transfer + 2 * growBelow);
+    if (this.queueDelay > shrinkAbove) {
+      if (now - this.lastIncreaseAt < 2 * (this.rtt || 0) + 1000) {
         // The last step up filled the link: try again later, and later after each failure.
         this.probeDelay = Math.min(PROBE_MAX_MS, this.probeDelay * 2);
       }
-      this.cwnd = Math.max(1, Math.floor(this.window / 2));
-      this.ignoreFrames = this.outstanding;
+      this.setWindow(Math.max(1, this.window - 1), now);
       this.lastCutAt = now;
       this.probeAfter = now + this.probeDelay;
-    } else if (this.queueDelay < limit / 2) {
-      if (this.holdIncrease > 0) {
-        this.holdIncrease -= 1;
-      } else if (now >= this.probeAfter && this.cwnd < this.needed) {
-        this.cwnd += 1;
+    } else if (this.queueDelay < growBelow) {
+      if (now >= this.probeAfter && this.cwnd < this.needed) {
+        this.setWindow(this.cwnd + 1, now);
         this.lastIncreaseAt = now;
-        // Once the link has been found full, one step at a time: let each show its effect
-        // (the frames now in flight, and two more) before the next.
-        if (this.lastCutAt > -Infinity) this.holdIncrease = this.outstanding + 2;
       }
       if (now - this.lastCutAt > PROBE_MAX_MS) this.probeDelay = PROBE_MIN_MS;
     }
     this.cwnd = Math.min(this.cwnd, Math.max(this.needed, 1), this.maxWindow);
+  }
+
+  /** One step at a time: the next waits for frames requested with the new window. */
+  setWindow(cwnd, now) {
+    this.cwnd = cwnd;
+    this.changedAt = now;
+    this.recentQueue.length = 0;
+  }
+
+  updateLinkRate(bytes, now) {
+    const gap = now - this.lastArrivalAt;
+    this.lastArrivalAt = now;
+    if (!(bytes > 0)) return;
+    this.sizes.push(bytes);
+    if (this.sizes.length > RATE_SAMPLES) this.sizes.shift();
+    if (!(gap > 0)) return;
+    this.rateSamples.push(bytes / gap);
+    if (this.rateSamples.length > RATE_SAMPLES) this.rateSamples.shift();
+    // The third largest: a gap is never shorter than the frame's transfer on the link, but a
+    // client that was busy and read two frames at once makes one too short now and then.
+    const sorted = [...this.rateSamples].sort((a, b) => b - a);
+    this.linkRate = sorted[Math.min(2, sorted.length - 1)];
   }
 
   updateCameraFps(seq, captured) {
@@ -226,6 +288,7 @@ export class FlowControl {
       rtt: this.rtt,
       cameraFps: this.cameraFps,
       queueDelay: this.queueDelay,
+      transfer: this.transfer,
     };
   }
 }

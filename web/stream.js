@@ -300,7 +300,7 @@ export class CameraStream {
   handleFrame(frame, bytes) {
     const now = clock();
     frame.arrivedAt = now;
-    frame.age = this.flow.frameArrived(frame.meta, now);
+    frame.age = this.flow.frameArrived(frame.meta, now, bytes);
     this.meter.add(now, bytes);
     // A frame still waiting for the decoder is never shown: the newer one takes its place.
     this.waiting = frame;

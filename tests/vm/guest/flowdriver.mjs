@@ -6,7 +6,7 @@
 // {"window": N, "outstanding": M}. The calls are the ones web/stream.js makes:
 //   {"op": "hello", "window": W, "live": bool, "handshakeMs": ms}   new FlowControl(...)
 //   {"op": "credits", "now": ms, "n": K}                             K x creditSent(now)
-//   {"op": "frame", "meta": {...}, "now": ms}                        frameArrived(meta, now)
+//   {"op": "frame", "meta": {...}, "now": ms, "bytes": B}            frameArrived(meta, now, B)
 // flow.js is loaded from its own source (as a data: URL, since web/ has no package.json
 // saying its .js files are ES modules), so the policy measured is the page's, unchanged.
 
@@ -26,7 +26,7 @@ for await (const line of createInterface({ input: process.stdin })) {
   } else if (call.op === "credits") {
     for (let i = 0; i < call.n; i += 1) flow.creditSent(call.now);
   } else if (call.op === "frame") {
-    flow.frameArrived(call.meta, call.now);
+    flow.frameArrived(call.meta, call.now, call.bytes);
   } else {
     throw new Error(`flowdriver: unknown op ${call.op}`);
   }

@@ -16,7 +16,8 @@ Kinds:
   times an unshaped observer saw for the same JPEG.
 - `window:N`: protocol 2 keeping N credits outstanding.
 - `flow`: protocol 2 with the window chosen by web/flow.js itself, run under Node
-  (flowdriver.mjs), fed the same calls web/stream.js makes: hello, creditSent, frameArrived.
+  (flowdriver.mjs), fed the same calls web/stream.js makes: hello, creditSent, frameArrived (with the
+  message's size).
 
 All clocks are the guest's: namespaces share them.
 """
@@ -179,7 +180,7 @@ def protocol2(url: str, tally: Tally, window: int | None) -> dict[str, Any]:
                 meta = json.loads(message[4 : 4 + size])
                 tally.add(len(message), now - meta["time"])
                 if flow is not None:
-                    got = flow.call("frame", meta=meta, now=now * 1000)
+                    got = flow.call("frame", meta=meta, now=now * 1000, bytes=len(message))
                     want, outstanding = got["window"], got["outstanding"]
                     if tally.measuring:
                         windows.append(want)
