@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import enum
 import struct
+import time
 from dataclasses import dataclass, field
+
+from pyimagestreamd.frame import Frame
 
 SOI = b"\xff\xd8"
 EOI = b"\xff\xd9"
@@ -222,3 +225,15 @@ class MjpegChecker:
             "trimmed": self.trimmed,
             "huffman_inserted": self.huffman_inserted,
         }
+
+
+def checked_frame(checker: MjpegChecker, jpeg: bytes, counters: dict[str, int]) -> Frame | None:
+    """One JPEG cut from a byte stream (pipeline and network sources), checked: the frame to
+    publish, stamped now, or None, counted in the source's `counters` as dropped invalid."""
+    checked = checker.check(jpeg)
+    if checked is None:
+        counters["frames_dropped"] += 1
+        counters["frames_dropped_invalid"] += 1
+        return None
+    width, height = jpeg_size(checked)
+    return Frame(checked, width, height, time.monotonic(), time.time())

@@ -20,6 +20,11 @@ from pyimagestreamd import mjpeg
 _START = b"\xff\xd8\xff"
 
 
+def max_frame_bytes(width: int, height: int) -> int:
+    """The largest JPEG accepted: 3 bytes a configured pixel (raw RGB), at least 4 MiB."""
+    return max(4 << 20, 3 * width * height)
+
+
 class StreamSplitter:
     """Feeds bytes in, gets whole JPEGs out (each still to be checked by MjpegChecker)."""
 

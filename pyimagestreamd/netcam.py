@@ -33,9 +33,8 @@ import h11
 from pyimagestreamd import __version__
 from pyimagestreamd.camera import CameraError, CaptureSource
 from pyimagestreamd.frame import Frame
-from pyimagestreamd.mjpeg import MjpegChecker, jpeg_size
-from pyimagestreamd.mjpegsplit import StreamSplitter
-from pyimagestreamd.pipeline import max_frame_bytes
+from pyimagestreamd.mjpeg import MjpegChecker, checked_frame
+from pyimagestreamd.mjpegsplit import StreamSplitter, max_frame_bytes
 from pyimagestreamd.redact import REDACTED
 from pyimagestreamd.schema import Checker, Path, SourceOptions
 
@@ -245,7 +244,8 @@ class NetworkSource(CaptureSource):
             except h11.RemoteProtocolError as exc:
                 raise CameraError(f"{where}: bad HTTP framing ({exc})") from None
             if isinstance(event, h11.Data):
-                frames = [f for f in map(self._frame, self._splitter.feed(bytes(event.data))) if f]
+                jpegs = self._splitter.feed(bytes(event.data))
+                frames = [f for j in jpegs if (f := checked_frame(self._checker, j, self.counters))]
                 if frames:
                     self.counters["frames_dropped"] += len(frames) - 1
                     return frames[-1]
@@ -278,15 +278,6 @@ class NetworkSource(CaptureSource):
             except OSError as exc:
                 raise CameraError(f"{where}: {exc.strerror or exc}") from None
             conn.receive_data(data)
-
-    def _frame(self, jpeg: bytes) -> Frame | None:
-        checked = self._checker.check(jpeg)
-        if checked is None:
-            self.counters["frames_dropped"] += 1
-            self.counters["frames_dropped_invalid"] += 1
-            return None
-        width, height = jpeg_size(checked)
-        return Frame(checked, width, height, time.monotonic(), time.time())
 
     def close(self) -> None:
         self._close_socket()

@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from pyimagestreamd.camera import CameraError, CaptureSource
 from pyimagestreamd.frame import Frame
-from pyimagestreamd.mjpeg import MjpegChecker, jpeg_size
-from pyimagestreamd.mjpegsplit import StreamSplitter
+from pyimagestreamd.mjpeg import MjpegChecker, checked_frame
+from pyimagestreamd.mjpegsplit import StreamSplitter, max_frame_bytes
 from pyimagestreamd.ratelimit import RateLimitedLog
 from pyimagestreamd.redact import redact
 from pyimagestreamd.schema import Checker, Path, SourceOptions
@@ -101,11 +101,6 @@ def parse_options(
             (*path, "frame_timeout"), cam.get("frame_timeout", d.frame_timeout), 0.5, 600
         ),
     )
-
-
-def max_frame_bytes(width: int, height: int) -> int:
-    """The largest JPEG accepted: 3 bytes a configured pixel (raw RGB), at least 4 MiB."""
-    return max(4 << 20, 3 * width * height)
 
 
 class PipelineSource(CaptureSource):
@@ -181,22 +176,14 @@ class PipelineSource(CaptureSource):
                 continue
             if not data:
                 raise CameraError(self._exit_reason(proc, err))
-            frames = [f for f in map(self._frame, self._splitter.feed(data)) if f is not None]
+            jpegs = self._splitter.feed(data)
+            frames = [f for j in jpegs if (f := checked_frame(self._checker, j, self.counters))]
             if frames:
                 # Pictures completed by the same read are older: the newest wins, as in the
                 # hub's latest-frame slot.
                 self.counters["frames_dropped"] += len(frames) - 1
                 return frames[-1]
         return None
-
-    def _frame(self, jpeg: bytes) -> Frame | None:
-        checked = self._checker.check(jpeg)
-        if checked is None:
-            self.counters["frames_dropped"] += 1
-            self.counters["frames_dropped_invalid"] += 1
-            return None
-        width, height = jpeg_size(checked)
-        return Frame(checked, width, height, time.monotonic(), time.time())
 
     def close(self) -> None:
         proc, self._proc = self._proc, None
