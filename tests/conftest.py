@@ -14,7 +14,7 @@ import os
 import struct
 import subprocess
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,15 @@ class RunningDaemon:
         cams = (await self.state())["cameras"]
         return next(c for c in cams if c["name"] == name)
 
+    async def wait_camera(
+        self, name: str, check: Callable[[dict[str, Any]], bool], seconds: float = 15
+    ) -> dict[str, Any]:
+        """Poll /api/state until camera `name` passes `check` (within `seconds`, scaled)."""
+        async with deadline(seconds):
+            while not check(cam := await self.camera_state(name)):
+                await asyncio.sleep(0.05)
+        return cam
+
     async def stop(self) -> int:
         self.daemon.request_stop()
         return await asyncio.wait_for(self.task, timeout(10))
@@ -135,6 +144,18 @@ def split_v2(message: bytes) -> tuple[dict[str, Any], bytes]:
     (length,) = struct.unpack(">I", message[:4])
     meta: dict[str, Any] = json.loads(message[4 : 4 + length])
     return meta, message[4 + length :]
+
+
+async def pull_in_turn(clients: Sequence[ClientConnection], rounds: int) -> list[bytes]:
+    """Original protocol: each client in turn asks for a frame and gets it, `rounds` times."""
+    got = []
+    for _ in range(rounds):
+        for ws in clients:
+            await ws.send("x")
+            message = await asyncio.wait_for(ws.recv(), timeout(15))
+            assert isinstance(message, bytes), message
+            got.append(message)
+    return got
 
 
 async def recv_v2_frame(ws: ClientConnection) -> tuple[dict[str, Any], bytes]:

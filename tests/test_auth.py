@@ -25,6 +25,21 @@ def basic(name: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()
 
 
+def with_password(url: str, name: str = "bob", password: str = PASSWORD) -> str:
+    """The URL with user:password@ in it, as ffmpeg and browsers take Basic credentials."""
+    return url.replace("://", f"://{name}:{password.replace(' ', '%20')}@")
+
+
+def ffmpeg_first_frame(url: str, out: Path) -> None:
+    """ffmpeg reads one frame from `url` into `out` (a PNG); it must succeed. Blocking."""
+    result = subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-i", url, "-frames:v", "1", str(out)],
+        capture_output=True, timeout=timeout(60), check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert out.stat().st_size > 0
+
+
 def auth_yaml(tmp_path: Path, extra: str = "") -> str:
     users = {
         "anna": User("anna", "admin", hash_password(PASSWORD, n=2**12)),
@@ -102,15 +117,8 @@ async def test_curl_and_ffmpeg_with_basic(start_daemon: Any, tmp_path: Path) -> 
     check_jpeg(body)
     bad = await asyncio.to_thread(curl, "-u", "bob:wrong-pass", rd.url("/snapshot.jpg"))
     assert bad.stdout.endswith(b"401")
-    url = rd.url("/snapshot/fish.jpg").replace("://", f"://bob:{PASSWORD.replace(' ', '%20')}@")
-    out = tmp_path / "frame.png"
-    result = await asyncio.to_thread(
-        subprocess.run,
-        ["ffmpeg", "-v", "error", "-y", "-i", url, "-frames:v", "1", str(out)],
-        capture_output=True, timeout=timeout(60), check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert out.stat().st_size > 0
+    url = with_password(rd.url("/snapshot/fish.jpg"))
+    await asyncio.to_thread(ffmpeg_first_frame, url, tmp_path / "frame.png")
 
 
 async def login(rd: Any, name: str = "anna", password: str = PASSWORD) -> tuple[int, str]:
@@ -303,12 +311,5 @@ async def test_mjpeg_stream_needs_credentials_and_plays_with_basic(
     )  # fmt: skip
     assert curl.returncode == 28  # stopped by --max-time while the stream was flowing
     assert curl.stdout.count(b"\xff\xd8") >= 2
-    url = rd.url("/stream/fish.mjpg").replace("://", f"://bob:{PASSWORD.replace(' ', '%20')}@")
-    out = tmp_path / "part.png"
-    ffmpeg = await asyncio.to_thread(
-        subprocess.run,
-        ["ffmpeg", "-v", "error", "-y", "-i", url, "-frames:v", "1", str(out)],
-        capture_output=True, timeout=timeout(60), check=False,
-    )  # fmt: skip
-    assert ffmpeg.returncode == 0, ffmpeg.stderr
-    assert out.stat().st_size > 0
+    url = with_password(rd.url("/stream/fish.mjpg"))
+    await asyncio.to_thread(ffmpeg_first_frame, url, tmp_path / "part.png")

@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 import pytest
-from conftest import deadline, timeout, ws_connect
+from conftest import deadline, pull_in_turn, timeout, ws_connect
 
 from pyimagestreamd import encoder
 from pyimagestreamd.testpattern import TestPattern
@@ -112,13 +112,6 @@ def camera(url: str, **keys: Any) -> str:
     return "cameras:\n  relay: " + json.dumps(settings) + "\n"
 
 
-async def wait_for_state(rd: Any, check: Any, seconds: float = 15) -> dict[str, Any]:
-    async with deadline(seconds):
-        while not check(cam := await rd.camera_state("relay")):
-            await asyncio.sleep(0.05)
-    return cam
-
-
 async def test_frames_pass_through_once_upstream_and_credentials_never_show(
     start_daemon: Any, upstream: MultipartServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -132,16 +125,13 @@ async def test_frames_pass_through_once_upstream_and_credentials_never_show(
         ws_connect(rd, "/websocket/relay") as b,
         ws_connect(rd, "/websocket/relay") as c,
     ):
-        for _ in range(8):
-            for ws in (a, b, c):
-                await ws.send("x")
-                assert await asyncio.wait_for(ws.recv(), timeout(10)) in served
+        assert set(await pull_in_turn((a, b, c), 8)) <= served
         assert (upstream.connections, upstream.active) == (1, 1)
         cam = await rd.camera_state("relay")
         assert cam["viewers"] == 3
         state_text = json.dumps(await rd.state())
     # On demand: the upstream connection is closed once the camera sleeps.
-    await wait_for_state(rd, lambda c: c["state"] == "sleeping")
+    await rd.wait_camera("relay", lambda c: c["state"] == "sleeping")
     async with deadline(5):
         while upstream.open_connections:
             await asyncio.sleep(0.05)
@@ -162,7 +152,7 @@ async def test_wrong_password_is_offline_with_a_reason_and_no_secret(
     )
     async with ws_connect(rd, "/websocket/relay") as ws:
         await ws.send("x")
-        cam = await wait_for_state(rd, lambda c: c["state"] == "offline")
+        cam = await rd.wait_camera("relay", lambda c: c["state"] == "offline")
     assert cam["reason"] == (
         f"http://127.0.0.1:{upstream.port}/video: HTTP 401 Unauthorized: wrong user name or password"
     )
@@ -177,12 +167,12 @@ async def test_upstream_that_goes_away_and_comes_back_is_followed(
     async with ws_connect(rd, "/websocket/relay") as ws:
         await ws.send("x")
         await asyncio.wait_for(ws.recv(), timeout(10))
-        await wait_for_state(rd, lambda c: c["state"] == "live")
+        await rd.wait_camera("relay", lambda c: c["state"] == "live")
         await upstream.stop()
-        cam = await wait_for_state(rd, lambda c: c["state"] == "offline")
+        cam = await rd.wait_camera("relay", lambda c: c["state"] == "offline")
         assert cam["reason"].startswith(f"http://127.0.0.1:{upstream.port}/: ")
         await upstream.start()
-        await wait_for_state(rd, lambda c: c["state"] == "live")
+        await rd.wait_camera("relay", lambda c: c["state"] == "live")
         assert upstream.active == 2
 
 

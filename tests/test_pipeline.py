@@ -31,13 +31,6 @@ def process_gone(pid: int) -> bool:
     return not Path(f"/proc/{pid}").exists()
 
 
-async def wait_for_state(rd: Any, check: Any, seconds: float = 15) -> dict[str, Any]:
-    async with deadline(seconds):
-        while not check(cam := await rd.camera_state("pipe")):
-            await asyncio.sleep(0.05)
-    return cam
-
-
 async def test_frames_are_byte_identical_and_the_producer_runs_only_on_demand(
     start_daemon: Any, clip: tuple[Path, set[str]]
 ) -> None:
@@ -58,7 +51,7 @@ async def test_frames_are_byte_identical_and_the_producer_runs_only_on_demand(
         assert cam["format"]["frames"]["dropped"] == 0
     assert seen <= hashes, "a frame the producer did not write"
     assert len(seen) >= 5
-    cam = await wait_for_state(rd, lambda c: c["state"] == "sleeping")
+    cam = await rd.wait_camera("pipe", lambda c: c["state"] == "sleeping")
     async with deadline(5):
         while not process_gone(pid):
             await asyncio.sleep(0.05)
@@ -89,9 +82,9 @@ exec {" ".join(ffmpeg_command(path))}
     async with ws_connect(rd, "/websocket/pipe") as ws:
         await ws.send("x")
         await asyncio.wait_for(ws.recv(), timeout(10))
-        cam = await wait_for_state(rd, lambda c: c["state"] == "offline")
+        cam = await rd.wait_camera("pipe", lambda c: c["state"] == "offline")
         assert cam["reason"] == "command exited with status 3: sensor exploded"
-        cam = await wait_for_state(rd, lambda c: c["state"] == "live")
+        cam = await rd.wait_camera("pipe", lambda c: c["state"] == "live")
         assert cam["format"]["frames"]["frames"] > 0
 
 
@@ -106,9 +99,9 @@ async def test_a_stalled_producer_is_ended_and_started_again(
         await ws.send("x")
         await asyncio.wait_for(ws.recv(), timeout(10))
         first = (await rd.camera_state("pipe"))["format"]["pid"]
-        cam = await wait_for_state(rd, lambda c: c["state"] == "offline")
+        cam = await rd.wait_camera("pipe", lambda c: c["state"] == "offline")
         assert cam["reason"] == "no frames for 1 s"
-        cam = await wait_for_state(rd, lambda c: c["format"]["pid"] not in (None, first))
+        cam = await rd.wait_camera("pipe", lambda c: c["format"]["pid"] not in (None, first))
         assert process_gone(first)
 
 
@@ -124,13 +117,15 @@ async def test_garbage_from_a_producer_stays_bounded_and_others_keep_serving(
     async with ws_connect(rd, "/websocket/pipe") as ws, ws_connect(rd, "/websocket/other") as other:
         await ws.send("x")  # the viewer that starts the producer; it gets the offline card
         most = 4 << 20  # pipeline.max_frame_bytes for 320x240
-        cam = await wait_for_state(rd, lambda c: c["format"]["frames"]["skipped_bytes"] > 3 * most)
+        cam = await rd.wait_camera(
+            "pipe", lambda c: c["format"]["frames"]["skipped_bytes"] > 3 * most
+        )
         assert cam["format"]["frames"]["oversize"] == 1
         assert cam["format"]["frames"]["buffered"] <= most + (1 << 16)
         for _ in range(3):
             await other.send("x")
             await asyncio.wait_for(other.recv(), timeout(10))
-        cam = await wait_for_state(rd, lambda c: c["state"] == "offline")
+        cam = await rd.wait_camera("pipe", lambda c: c["state"] == "offline")
         assert cam["reason"] == "no frames for 3 s"
 
 
@@ -148,11 +143,11 @@ async def test_a_producer_ignoring_sigterm_is_killed_after_term_timeout(
     async with ws_connect(rd, "/websocket/pipe") as ws:
         await ws.send("x")
         await asyncio.wait_for(ws.recv(), timeout(10))
-        pid = (await wait_for_state(rd, lambda c: c["state"] == "live"))["format"]["pid"]
+        pid = (await rd.wait_camera("pipe", lambda c: c["state"] == "live"))["format"]["pid"]
         kids = await asyncio.to_thread(Path(f"/proc/{pid}/task/{pid}/children").read_text)
         children = [int(p) for p in kids.split()]
     runner = rd.daemon.runners["pipe"]
-    await wait_for_state(rd, lambda c: c["state"] == "sleeping")
+    await rd.wait_camera("pipe", lambda c: c["state"] == "sleeping")
     assert runner.source.counters["commands_killed"] == 1
     for each in [pid, *children]:
         assert process_gone(each), each

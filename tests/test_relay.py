@@ -10,7 +10,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from conftest import deadline, ffmpeg_command, timeout, ws_connect
+from conftest import deadline, ffmpeg_command, pull_in_turn, timeout, ws_connect
 
 
 def free_port() -> int:
@@ -51,16 +51,12 @@ async def test_relay_passes_frames_untouched_with_one_upstream_viewer(
     port = free_port()
     await spawn(upstream_yaml(path, port))
     rd = await start_daemon(relay_yaml(port))
-    seen = set()
     async with (
         ws_connect(rd, "/websocket/relay") as a,
         ws_connect(rd, "/websocket/relay") as b,
         ws_connect(rd, "/websocket/relay") as c,
     ):
-        for _ in range(6):
-            for ws in (a, b, c):
-                await ws.send("x")
-                seen.add(hashlib.sha256(await asyncio.wait_for(ws.recv(), timeout(15))).hexdigest())
+        seen = {hashlib.sha256(jpeg).hexdigest() for jpeg in await pull_in_turn((a, b, c), 6)}
         assert (await rd.camera_state("relay"))["viewers"] == 3
         assert (await upstream_state(port))["viewers"] == 1
     assert seen <= hashes, "a frame the upstream's producer did not write"

@@ -267,12 +267,17 @@ def main() -> None:
     print()
     print(f"{SECONDS:g} s per case, guest under {os.environ.get('PYIMAGESTREAM_VM_ACCEL', 'tcg').upper()}; "
           "age in seconds, capture to arrival:")  # fmt: skip
+    print_table("client", rows)
+    print("bench-link: done")
+
+
+def print_table(who: str, rows: list[Row]) -> None:
+    """The rows as the README's Markdown table; `who` heads the column of what was measured."""
     print()
-    print("| link (50 ms each way) | client | fps | age p50 | p95 | max | link use |")
+    print(f"| link (50 ms each way) | {who} | fps | age p50 | p95 | max | link use |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(r.line())
-    print("bench-link: done")
 
 
 def mjpeg_served(daemon: vmlib.Daemon) -> bool:

@@ -144,11 +144,7 @@ def main() -> None:
             mode[0] = m
             got = bench_link.watch("mjpeg", f"http://{bench_link.SERVER_IP}:{PORT}/")
             rows.append(bench_link.row(link, f"push, gate {m}", got))
-    print()
-    print("| link (50 ms each way) | server | fps | age p50 | p95 | max | link use |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for r in rows:
-        print(r.line())
+    bench_link.print_table("server", rows)
     print("bench-pacing: done")
 
 
