@@ -14,7 +14,10 @@
  * Smaller frames (where the server offers protocol 2's "size"): each grid tile asks for
  * frames no wider than it is drawn (in device pixels), and the data saver asks for at most
  * SAVER_WIDTH pixels in every view; one camera full size otherwise gets its full frames,
- * which zoom needs.
+ * which zoom needs. With the data saver off, each view's AutoSaver (saver.js) turns it on
+ * for that view by itself while the link cannot carry one full frame a second, and off again
+ * when it can carry two; the button then shows "Data saver (auto)" pressed, and pressing it
+ * keeps full frames for as long as the page is open.
  *
  * Fullscreen is the "full window" layout (only the picture, the controls over its corner),
  * made fullscreen through the Fullscreen API where the browser has it for elements; where it
@@ -28,6 +31,7 @@
 
 import { pickDecoder } from "./decode.js";
 import { httpUrl } from "./protocol.js";
+import { AutoSaver } from "./saver.js";
 import { CameraStream } from "./stream.js";
 import { CameraView } from "./view.js";
 
@@ -111,6 +115,7 @@ class App {
     this.notice = byId("notice");
     this.showInfo = readSetting("pyimagestream.info") === "1";
     this.saver = readSetting("pyimagestream.saver") === "1";
+    this.autoSaverOff = false; // full frames were asked for over the automatic data saver
     this.decoder = pickDecoder();
     this.fullscreen = fullscreenApi();
     this.fullWindow = false;
@@ -237,23 +242,61 @@ class App {
     requestAnimationFrame(() => this.applySizes());
   }
 
-  wantedWidth(view) {
-    const cap = this.saver ? SAVER_WIDTH : 0;
-    if (this.mode !== "grid") return cap;
-    const tile = Math.ceil(view.element.clientWidth * (window.devicePixelRatio || 1));
-    if (!(tile > 0)) return cap;
-    return cap ? Math.min(cap, tile) : tile;
+  // The width a view gets without any data saver: its tile's in the grid, else the camera's.
+  normalWidth(entry) {
+    if (this.mode !== "grid") return 0;
+    const tile = Math.ceil(entry.view.element.clientWidth * (window.devicePixelRatio || 1));
+    return tile > 0 ? tile : 0;
+  }
+
+  wantedWidth(entry) {
+    const cap = this.saver || this.isAutoSaving(entry) ? SAVER_WIDTH : 0;
+    const normal = this.normalWidth(entry);
+    if (!normal) return cap;
+    return cap ? Math.min(cap, normal) : normal;
+  }
+
+  isAutoSaving(entry) {
+    return !this.saver && !this.autoSaverOff && entry.auto.active;
+  }
+
+  // Whether the automatic data saver should be measuring this view's link now: only while
+  // frames flow, and only where a smaller frame would be smaller.
+  autoSaverMeasures(entry) {
+    const stream = entry.stream;
+    if (this.saver || this.autoSaverOff || !stream.canResize) return false;
+    if (stream.connection !== "open" || stream.state !== "live" || stream.paused) return false;
+    const normal = this.normalWidth(entry) || entry.fullWidth;
+    return normal > SAVER_WIDTH;
   }
 
   applySizes() {
-    for (const { view, stream } of this.views.values()) stream.setMaxWidth(this.wantedWidth(view));
+    for (const entry of this.views.values()) entry.stream.setMaxWidth(this.wantedWidth(entry));
   }
 
   toggleSaver() {
-    this.saver = !this.saver;
-    writeSetting("pyimagestream.saver", this.saver ? "1" : "0");
+    if (!this.saver && !this.autoSaverOff && this.anyAutoSaving()) {
+      // Pressing the pressed button: full frames, though the link is slow.
+      this.autoSaverOff = true;
+    } else {
+      this.saver = !this.saver;
+      this.autoSaverOff = false;
+      writeSetting("pyimagestream.saver", this.saver ? "1" : "0");
+    }
+    for (const entry of this.views.values()) entry.auto.reset();
     this.applySizes();
     this.updateToolbar();
+  }
+
+  anyAutoSaving() {
+    return [...this.views.values()].some((entry) => this.isAutoSaving(entry));
+  }
+
+  tickAutoSaver(entry) {
+    if (entry.auto.tick(performance.now(), this.autoSaverMeasures(entry))) {
+      entry.stream.setMaxWidth(this.wantedWidth(entry));
+      this.updateToolbar();
+    }
   }
 
   addView(name, mode, index) {
@@ -264,7 +307,15 @@ class App {
     });
     const known = this.cameras && this.cameras.find((c) => c.name === name);
     if (known) view.setSize(known.width, known.height);
-    const entry = { view, stream: null, retryAt: 0, attempt: 0, failReason: "" };
+    const entry = {
+      view,
+      stream: null,
+      retryAt: 0,
+      attempt: 0,
+      failReason: "",
+      auto: new AutoSaver(SAVER_WIDTH),
+      fullWidth: known ? known.width : 0, // the camera's own width, once known
+    };
     const stream = new CameraStream(name, {
       decoder: this.decoder,
       onFrame: (bitmap, meta) => {
@@ -272,6 +323,10 @@ class App {
         if (stream.frames === 1) this.refreshOne(entry); // drop "waiting" at once
       },
       onState: () => this.refreshOne(entry),
+      onArrival: (meta, bytes) => {
+        if (stream.maxWidth === 0) entry.fullWidth = Math.max(entry.fullWidth, meta.width);
+        entry.auto.frameArrived(meta, bytes, performance.now());
+      },
       onHello: (hello) => this.onHello(hello, entry),
       onConnection: (status, info) => {
         entry.retryAt = info.delay ? performance.now() + info.delay : 0;
@@ -407,7 +462,13 @@ class App {
     b.fullscreen.title = `${b.fullscreen.querySelector(".label").textContent} (F)`;
     const zoom = this.singleView()?.zoom;
     b.zoomReset.hidden = !(zoom && zoom.isZoomed);
-    b.saver.setAttribute("aria-pressed", String(this.saver));
+    const auto = this.anyAutoSaving();
+    b.saver.setAttribute("aria-pressed", String(this.saver || auto));
+    b.saver.dataset.auto = String(auto);
+    b.saver.querySelector(".label").textContent = auto ? "Data saver (auto)" : "Data saver";
+    b.saver.title = auto
+      ? "Data saver, on by itself: the link cannot carry one full picture a second; press for full pictures (S)"
+      : "Data saver: smaller pictures (S)";
   }
 
   onKey(event) {
@@ -451,11 +512,15 @@ class App {
     stats.attempt = entry.attempt;
     stats.failReason = entry.failReason;
     stats.pausedByUser = entry.stream.pausedBy("user");
+    stats.autoSaver = this.isAutoSaving(entry);
     entry.view.update(stats);
   }
 
   refresh() {
-    for (const entry of this.views.values()) this.refreshOne(entry);
+    for (const entry of this.views.values()) {
+      this.tickAutoSaver(entry);
+      this.refreshOne(entry);
+    }
   }
 }
 

@@ -13,9 +13,11 @@
  * when the browser reports it is back online, and a stalled connection is dropped.
  *
  * Interface:
- *   new CameraStream(camera, {onFrame, onState, onHello, onConnection, loc, decoder})
+ *   new CameraStream(camera, {onFrame, onState, onHello, onConnection, onArrival, loc, decoder})
  *     camera        camera name ("" for the server's default camera)
  *     decoder       from decode.js pickDecoder() (the default)
+ *     onArrival(meta, bytes)
+ *                   a frame message arrived (before decoding; bytes: the whole message)
  *     onFrame(picture, meta)    a decoded frame (ImageBitmap or HTMLImageElement); the callee
  *                               owns it and must close() or transfer it
  *     onState(state, reason)    camera state: "starting", "live", "sleeping", "offline"
@@ -64,13 +66,14 @@ function clock() {
 }
 
 export class CameraStream {
-  constructor(camera, { onFrame, onState, onHello, onConnection, loc, decoder } = {}) {
+  constructor(camera, { onFrame, onState, onHello, onConnection, onArrival, loc, decoder } = {}) {
     this.camera = camera;
     this.decoder = decoder || pickDecoder();
     this.onFrame = onFrame || ((bitmap) => bitmap.close());
     this.onState = onState || (() => {});
     this.onHello = onHello || (() => {});
     this.onConnection = onConnection || (() => {});
+    this.onArrival = onArrival || (() => {});
     this.loc = loc || window.location;
     this.ws = null;
     this.flow = new FlowControl();
@@ -302,6 +305,7 @@ export class CameraStream {
     frame.arrivedAt = now;
     frame.age = this.flow.frameArrived(frame.meta, now, bytes);
     this.meter.add(now, bytes);
+    this.onArrival(frame.meta, bytes);
     // A frame still waiting for the decoder is never shown: the newer one takes its place.
     this.waiting = frame;
     this.decodeNext();

@@ -6,7 +6,8 @@
  * decodes into <img> elements instead (decode.js), through a "2d" context. The canvas always
  * holds the frame at full resolution; a full-size view zooms and pans it (zoom.js), and
  * new frames keep the zoom. Its caption says the camera's state and the frame's capture
- * time. Whenever the picture is not
+ * time, and "data saver" while the automatic data saver has made its frames smaller (a
+ * slow link). Whenever the picture is not
  * live — connecting, reconnecting, paused, camera starting, sleeping or offline — a status
  * line over it says so and the last frame is dimmed, so a frozen picture is never shown
  * without comment.
@@ -136,7 +137,13 @@ export class CameraView {
     when.className = "when";
     when.title = "Capture time of the frame shown";
     this.when = when;
-    caption.append(name, " ", badge, " ", when);
+    const saving = document.createElement("span");
+    saving.className = "saving";
+    saving.textContent = "data saver";
+    saving.title = "The link cannot carry one full picture a second: smaller pictures for now";
+    saving.hidden = true;
+    this.saving = saving;
+    caption.append(name, " ", badge, " ", saving, " ", when);
 
     figure.append(picture, caption);
     this.element = figure;
@@ -196,6 +203,8 @@ export class CameraView {
     data.connection = stats.connection;
     data.paused = String(Boolean(stats.paused));
     data.frames = String(stats.frames);
+    data.saver = stats.autoSaver ? "auto" : "";
+    if (this.saving.hidden === Boolean(stats.autoSaver)) this.saving.hidden = !stats.autoSaver;
 
     if (this.overlay.offsetParent === null) return; // hidden: skip the text updates
     const f = this.fields;
