@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import socket
+import struct
 import subprocess
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from conftest import RunningDaemon, check_jpeg, timeout, ws_connect
@@ -106,6 +110,58 @@ async def test_ffmpeg_decodes_50_frames_from_the_stream(start_daemon: Any) -> No
     frames = [ln for ln in out.decode().splitlines() if ln and not ln.startswith("#")]
     assert len(frames) == 50
     assert len({ln.split(",")[-1] for ln in frames}) > 40  # a moving picture
+
+
+def pictures(folder: Path) -> list[Path]:
+    return sorted(folder.glob("f*.png"))
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", data[:16]
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+async def test_vlc_plays_the_stream(start_daemon: Any) -> None:
+    """VLC (cvlc, headless) plays /stream.mjpg: its scene filter saves what it decoded."""
+    rd = await start_daemon(TWO)
+    with tempfile.TemporaryDirectory() as tmp:
+        # VLC refuses to run as root (CI, package builds): as nobody then, in a folder it
+        # may write (its HOME too, for its config and cache).
+        os.chmod(tmp, 0o777)
+        scenes = Path(tmp)
+        command = [
+            "cvlc", "--intf", "dummy", "--vout", "dummy", "--no-audio", "--video-filter",
+            "scene", "--scene-format", "png", "--scene-ratio", "1", "--scene-prefix", "f",
+            "--scene-path", tmp, rd.url("/stream.mjpg"),
+        ]  # fmt: skip
+        if os.geteuid() == 0:
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+        proc = await asyncio.create_subprocess_exec(
+            *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE, env={**os.environ, "HOME": tmp},
+        )  # fmt: skip
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout(30)
+        try:
+            # The last picture may be half-written: wait for one more than is checked.
+            while len(await asyncio.to_thread(pictures, scenes)) <= 25 and loop.time() < deadline:
+                if proc.returncode is not None:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+            assert proc.stderr is not None
+            err = await asyncio.wait_for(proc.stderr.read(), timeout(10))
+            await asyncio.wait_for(proc.wait(), timeout(10))
+        saved = await asyncio.to_thread(pictures, scenes)
+        assert len(saved) > 25, err.decode(errors="replace")[-2000:]
+        decoded = await asyncio.to_thread(lambda: [p.read_bytes() for p in saved[:25]])
+    # The default camera's 320x240 (the other is 160x120); the scene filter saves VLC's
+    # picture buffer, whose height is rounded up to a multiple of 32 (256).
+    assert {png_size(d) for d in decoded} == {(320, 256)}
+    assert len(set(decoded)) > 5  # a moving picture (VLC repeats some at the start)
 
 
 SNAPSHOTS = [("/snapshot.jpg", 320), ("/snapshot/other.jpg", 160), ("/snapshot", 320),
