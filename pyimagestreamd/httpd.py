@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
@@ -193,6 +193,14 @@ class Connection(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             return
         self.transport.write(data)
+        if self.transport.get_write_buffer_size() > MAX_PENDING_OUTPUT:
+            self.abort("output_overflow")
+
+    def writelines(self, parts: Iterable[bytes]) -> None:
+        """Queue `parts` in order (one sendmsg where asyncio has it, else joined once)."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.writelines(parts)
         if self.transport.get_write_buffer_size() > MAX_PENDING_OUTPUT:
             self.abort("output_overflow")
 

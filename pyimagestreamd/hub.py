@@ -47,6 +47,9 @@ class Hub:
         self._stop_handle: asyncio.TimerHandle | None = None
         # For the measured frame rate: capture times of the last frames.
         self._recent: list[float] = []
+        # Per kind of stream, the last frame as that stream's clients get it (one entry
+        # per kind: the serialized frame shared by all of them, dropped at the next one).
+        self._serialized: dict[str, tuple[Frame, bytes]] = {}
 
     # -- producer side (runner) ----------------------------------------------------------
 
@@ -86,6 +89,19 @@ class Hub:
 
     # -- consumer side (client handlers) -------------------------------------------------
 
+    def serialized(self, frame: Frame, kind: str, make: Callable[[Frame], bytes]) -> bytes:
+        """`make(frame)`, made once per frame and `kind` and shared by every client.
+
+        For streams whose bytes are the same for every client (an MJPEG part, an original
+        protocol message): each client's send is then a reference, not a copy.
+        """
+        cached = self._serialized.get(kind)
+        if cached is not None and cached[0] is frame:
+            return cached[1]
+        data = make(frame)
+        self._serialized[kind] = (frame, data)
+        return data
+
     def change_future(self) -> asyncio.Future[None]:
         """A future done at the next publish or state change; shared: never cancel it.
 
@@ -111,7 +127,21 @@ class Hub:
             return True
         if until.done():
             return False
-        await asyncio.wait({changed, until}, return_when=asyncio.FIRST_COMPLETED)
+        # What asyncio.wait({changed, until}) does, without its per-call set, checks and
+        # loop lookups: a private future that either one completes.
+        woken = changed.get_loop().create_future()
+
+        def wake(_: asyncio.Future[None]) -> None:
+            if not woken.done():
+                woken.set_result(None)
+
+        changed.add_done_callback(wake)
+        until.add_done_callback(wake)
+        try:
+            await woken
+        finally:
+            changed.remove_done_callback(wake)
+            until.remove_done_callback(wake)
         return not until.done()
 
     async def wait_frame_after(

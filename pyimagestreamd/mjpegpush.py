@@ -61,7 +61,8 @@ async def serve_mjpeg(conn: Connection, hub: Hub, fps: float | None) -> None:
     """Push the camera's newest frames to one client until it leaves (head already sent)."""
 
     def write(frame: Frame) -> int:
-        data = part(frame)
+        # The same bytes for every client of the camera: made once per frame.
+        data = hub.serialized(frame, "mjpeg", part)
         conn.write(data)
         return len(data)
 

@@ -70,6 +70,9 @@ class _Output(Protocol):
     @property
     def closed(self) -> asyncio.Future[None]: ...
 
+    @property
+    def pending_output(self) -> int: ...
+
     async def drained(self) -> None: ...
 
 
@@ -172,6 +175,13 @@ class SendGate:
 
         Returns at once if the connection is gone (the write is then a no-op).
         """
+        out = self.out
+        if (
+            not self.bound_in_flight
+            and out.pending_output == 0
+            and (out.closed.done() or (fd := self._fd()) < 0 or unsent_bytes(fd) <= NOTSENT_LOWAT)
+        ):
+            return  # ready now, the common case: no timer, no wait
         async with asyncio.timeout(timeout):
             await self.out.drained()
             fd = self._fd()

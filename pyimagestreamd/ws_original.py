@@ -12,7 +12,7 @@ from __future__ import annotations
 from pyimagestreamd.delivery import send_newest
 from pyimagestreamd.frame import Frame
 from pyimagestreamd.hub import Hub
-from pyimagestreamd.wsconn import WebSocket
+from pyimagestreamd.wsconn import WebSocket, binary_frame
 
 MAX_UNANSWERED = 8
 CLOSE_UNSUPPORTED = 1003
@@ -36,7 +36,7 @@ async def serve_original(ws: WebSocket, hub: Hub) -> None:
             frame = await hub.wait_frame_after(last, until=ws.conn.closed)
             if frame is None:
                 return
-            sent = await send_newest(ws.conn, hub, frame, lambda f: _send(ws, f), "websocket")
+            sent = await send_newest(ws.conn, hub, frame, lambda f: _send(ws, hub, f), "websocket")
             if sent is None:
                 return
             last = sent.seq
@@ -44,6 +44,11 @@ async def serve_original(ws: WebSocket, hub: Hub) -> None:
         hub.remove_viewer()
 
 
-def _send(ws: WebSocket, frame: Frame) -> int:
-    ws.send_binary(frame.jpeg)
+def _send(ws: WebSocket, hub: Hub, frame: Frame) -> int:
+    # The message is the JPEG alone, the same bytes for every client: framed once per frame.
+    ws.send_framed(hub.serialized(frame, "websocket", _frame_message))
     return len(frame.jpeg)
+
+
+def _frame_message(frame: Frame) -> bytes:
+    return binary_frame(frame.jpeg)

@@ -19,6 +19,8 @@ import asyncio
 import collections
 import logging
 import os
+import struct
+from collections.abc import Sequence
 
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
@@ -41,6 +43,20 @@ MAX_INBOX = 64
 PING_INTERVAL = 20.0
 PING_TIMEOUT = 20.0
 CLOSE_TIMEOUT = 5.0
+
+
+def binary_header(size: int) -> bytes:
+    """The header of one unfragmented, unmasked binary frame of `size` bytes (RFC 6455 5.2)."""
+    if size < 126:
+        return bytes((0x82, size))
+    if size < 1 << 16:
+        return struct.pack("!BBH", 0x82, 126, size)
+    return struct.pack("!BBQ", 0x82, 127, size)
+
+
+def binary_frame(payload: bytes) -> bytes:
+    """One whole binary message frame: what `send_binary((payload,))` writes."""
+    return binary_header(len(payload)) + payload
 
 
 class _WebsocketsLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -85,6 +101,7 @@ class WebSocket:
         self._timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self.overflowed = False
+        self._loop = asyncio.get_running_loop()
 
     # -- opening handshake -------------------------------------------------------------
 
@@ -203,7 +220,7 @@ class WebSocket:
 
     def incoming(self) -> asyncio.Future[None]:
         """A future done when a message is waiting or the connection is closing or gone."""
-        waiter = asyncio.get_running_loop().create_future()
+        waiter = self._loop.create_future()
         if self.messages or not self.is_open:
             waiter.set_result(None)
         else:
@@ -230,10 +247,26 @@ class WebSocket:
             self.protocol.send_text(text.encode())
             self._flush()
 
-    def send_binary(self, data: bytes) -> None:
+    def send_binary(self, parts: Sequence[bytes]) -> int:
+        """Send one binary message made of `parts`, without joining them; its size.
+
+        Frames (up to 300 KB of JPEG each, to every client) are framed here, not by
+        websockets, whose serializer copies each payload twice (into a BytesIO, then out of
+        it). We offer no extension (no permessage-deflate), so an unfragmented binary
+        message is `binary_header` and the payload as they are: the bytes on the wire are
+        the same. Control frames (ping, pong, close) still go through the protocol, and
+        frames are written only while it is OPEN, in order with its own output.
+        """
+        size = sum(len(p) for p in parts)
         if self.is_open:
-            self.protocol.send_binary(data)
-            self._flush()
+            self.conn.writelines((binary_header(size), *parts))
+        return size
+
+    def send_framed(self, message: bytes) -> int:
+        """Send a whole binary frame made by `binary_frame` (one copy shared by clients)."""
+        if self.is_open:
+            self.conn.write(message)
+        return len(message)
 
     async def close(self, code: int, reason: str) -> None:
         """Start the closing handshake and wait (bounded) for the connection to end."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from conftest import timeout
 
@@ -125,3 +126,24 @@ async def test_change_future_is_taken_synchronously_and_survives_a_cancelled_shi
     hub.publish(frame())  # before anyone awaited: still seen
     await asyncio.wait_for(asyncio.shield(other), 1)
     assert other.done() and not other.cancelled()
+
+
+def test_serialized_is_made_once_per_frame_and_kind() -> None:
+    """Every client of a kind shares one serialization of a frame; a new frame makes a new one."""
+    hub = Hub("c", 1.0)
+    made: list[tuple[str, int]] = []
+
+    def make(kind: str) -> Callable[[Frame], bytes]:
+        def serialize(f: Frame) -> bytes:
+            made.append((kind, f.seq))
+            return kind.encode() + f.jpeg
+
+        return serialize
+
+    first = hub.publish(frame(b"1"))
+    for _ in range(3):
+        assert hub.serialized(first, "a", make("a")) == b"a" + first.jpeg
+        assert hub.serialized(first, "b", make("b")) == b"b" + first.jpeg
+    second = hub.publish(frame(b"2"))
+    assert hub.serialized(second, "a", make("a")) == b"a" + second.jpeg
+    assert made == [("a", 1), ("b", 1), ("a", 2)]

@@ -86,6 +86,7 @@ class _Out:
     def __init__(self, sock: socket.socket) -> None:
         self.transport: Any = _Transport(sock)
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pending_output = 0
 
     async def drained(self) -> None:
         return None
