@@ -176,12 +176,15 @@ class SendGate:
         Returns at once if the connection is gone (the write is then a no-op).
         """
         out = self.out
-        if (
-            not self.bound_in_flight
-            and out.pending_output == 0
-            and (out.closed.done() or (fd := self._fd()) < 0 or unsent_bytes(fd) <= NOTSENT_LOWAT)
-        ):
-            return  # ready now, the common case: no timer, no wait
+        if out.pending_output == 0:
+            # Ready now, the common case: answered without a timer or a wait.
+            fd = self._fd()
+            if fd < 0 or out.closed.done():
+                return
+            if unsent_bytes(fd) <= NOTSENT_LOWAT and (
+                not self.bound_in_flight or self._in_flight_excess(fd)[0] <= 0
+            ):
+                return
         async with asyncio.timeout(timeout):
             await self.out.drained()
             fd = self._fd()
@@ -193,14 +196,17 @@ class SendGate:
                 await self._in_flight_fits(fd)
 
     async def _in_flight_fits(self, fd: int) -> None:
-        sock = self._sock()
         while not self.out.closed.done():
-            mss, min_rtt, rate = path_estimate(sock)
-            rate = self._rate.add(rate, time.monotonic())
-            excess = queued_bytes(fd) - in_flight_limit(mss, min_rtt, rate)
+            excess, rate, min_rtt = self._in_flight_excess(fd)
             if excess <= 0:
                 return
             await asyncio.wait({self.out.closed}, timeout=poll_delay(excess, rate, min_rtt))
+
+    def _in_flight_excess(self, fd: int) -> tuple[int, float, float]:
+        """(bytes queued beyond the path's limit, delivery rate, min RTT), one look."""
+        mss, min_rtt, rate = path_estimate(self._sock())
+        rate = self._rate.add(rate, time.monotonic())
+        return queued_bytes(fd) - in_flight_limit(mss, min_rtt, rate), rate, min_rtt
 
     async def _writable(self, fd: int) -> None:
         # asyncio refuses add_writer on a descriptor a transport owns: watch a duplicate,
