@@ -196,6 +196,7 @@ def main() -> None:
                 runs.setdefault(("µStreamer /stream", n), []).append(got)
                 report(r, "µStreamer /stream", n, got)
 
+    capture_ms: list[float] = []
     with vmlib.clip_feeder():
         time.sleep(2)
         for r in range(ROUNDS):
@@ -203,6 +204,10 @@ def main() -> None:
             # counts time its virtual CPUs were descheduled as CPU time of whatever ran.
             for contender in (ours, theirs) if r % 2 == 0 else (theirs, ours):
                 contender(r)
+            # Where our per-frame cost starts: capture alone (DQBUF, copy, check, QBUF).
+            capture_ms.append(1000 / source_alone(vmlib.LOOP_MJPEG, WINDOW))
+            print(f"round {r}: V4L2Source.read() alone on the clip: "
+                  f"{capture_ms[-1]:.2f} ms CPU/frame", flush=True)  # fmt: skip
 
     yuyv: dict[str, list[float]] = {"daemon": [], "source": [], "bare": []}
     delivered: list[float] = []
@@ -248,6 +253,7 @@ def main() -> None:
         ref = statistics.median(g[0] for g in runs["µStreamer /stream", n])
         print(f"| {who} | {n} | {spread(ms)} | {statistics.median(g[1] for g in got):.1f} "
               f"| {statistics.median(ms) / ref:.2f}x |")  # fmt: skip
+    print(f"| `V4L2Source.read()` alone (capture, no daemon) | 1 | {spread(capture_ms)} | | |")
     print()
     print(f"| YUYV 1080p re-encode, fed at {YUYV_FPS} fps | frames per CPU-second |")
     print("| --- | --- |")
