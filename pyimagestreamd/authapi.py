@@ -61,7 +61,7 @@ def classify(kind: str, path: str, camera: str) -> tuple[str, str | None]:
         return API, None
     if path in ("/", "/index.html"):
         return PAGE, None
-    if path.startswith("/api/shares"):
+    if path.startswith("/api/shares") or kind == "controls":
         return ADMIN, None
     return PUBLIC, None
 

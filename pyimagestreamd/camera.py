@@ -23,7 +23,9 @@ import time
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pyimagestreamd.controls import Applied, ControlRequests, answer, defaults
 from pyimagestreamd.frame import Frame
+from pyimagestreamd.ratelimit import RateLimitedLog
 
 if TYPE_CHECKING:
     from pyimagestreamd.config import CameraConfig
@@ -111,6 +113,10 @@ class CaptureSource(ABC):
         self.last_size = (config.width, config.height)
         self.frame_timeout = max(5.0, 5.0 / config.fps)
         self._attempt = 0
+        # Control changes from the settings API; the runner puts its own here, so that
+        # what was asked for survives a reload that replaces the source.
+        self.controls = ControlRequests()
+        self._control_log = RateLimitedLog(log)  # capture thread only
 
     # -- lifecycle, called by the runner -------------------------------------------------
 
@@ -173,6 +179,21 @@ class CaptureSource(ABC):
     def close(self) -> None:
         """Release the device; must not raise for a device that is already gone."""
 
+    # -- controls (controls.py); a source without any keeps these defaults -----------------
+
+    def control_specs(self) -> dict[str, dict[str, Any]]:
+        """The controls as /api/state lists them, by config name (any thread; may be {}
+        before the first open)."""
+        return {}
+
+    def set_controls(self, values: dict[str, int]) -> Applied:
+        """Apply `values` in order, read them back; capture thread only, never raises."""
+        return Applied(errors=dict.fromkeys(values, "this camera has no controls"))
+
+    def default_controls(self) -> dict[str, int]:
+        """What "reset" returns the controls to."""
+        return defaults(self.control_specs())
+
     def offline_card(self, reason: str) -> Frame:
         """The picture shown instead of the camera's while it is offline."""
         from pyimagestreamd.card import offline_card  # noqa: PLC0415 - import cycle
@@ -193,6 +214,7 @@ class CaptureSource(ABC):
             reason = ""
             try:
                 self.open()
+                self._apply_requested_controls(opening=True)
                 reason = self._stream(sink, stop)
             except CameraError as exc:
                 reason = str(exc)
@@ -204,6 +226,8 @@ class CaptureSource(ABC):
                     self.close()
                 except Exception as exc:  # closing a vanished device fails too (ENODEV)
                     log.debug("camera %s: close failed: %r", name, exc)
+                # Changes that came too late for this run are kept for the next open.
+                self.controls.settle_unapplied()
             if stop.is_set():
                 break
             self.counters["errors"] += 1
@@ -223,6 +247,7 @@ class CaptureSource(ABC):
             # In steps of READ_TIMEOUT, so a stop request is noticed within half a second.
             while not stop.is_set() and (left := deadline - self.clock.now()) > 0:
                 self.progress_at = time.monotonic()
+                self.controls.settle_unapplied()
                 self.clock.wait(stop, min(left, READ_TIMEOUT))
         log.debug("camera %s: capture thread ends", name)
 
@@ -231,6 +256,9 @@ class CaptureSource(ABC):
         live = False
         last_frame_at = self.clock.now()
         while not stop.is_set():
+            # Between two reads, the only time the device is free: at most one read
+            # (READ_TIMEOUT) after the request, and the next frame already shows it.
+            self._apply_requested_controls(opening=False)
             frame = self.read(READ_TIMEOUT)
             now = self.clock.now()
             self.progress_at = time.monotonic()
@@ -248,6 +276,23 @@ class CaptureSource(ABC):
                 sink.on_state(CameraState.LIVE, "")
             sink.on_frame(frame)
         return ""
+
+    def _apply_requested_controls(self, opening: bool) -> None:
+        reset, values, waiting = self.controls.take(opening)
+        result: Applied | None = None
+        try:
+            if reset:
+                values = {**self.default_controls(), **values}
+            result = self.set_controls(values) if values else Applied()
+            if result.errors and not waiting:  # restored at open: nobody else is told
+                name = self.config.name
+                for control, error in result.errors.items():
+                    self._control_log.warning(
+                        control, "camera %s: control %s not set: %s", name, control, error
+                    )
+        finally:
+            for future in waiting:
+                answer(future, result)
 
     def format_summary(self) -> str:
         """One line on what was negotiated, for the log."""

@@ -19,7 +19,8 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "v4l2py is no longer being maintained", UserWarning)
     from v4l2py import device as v4l2
 
-from pyimagestreamd.v4l2 import CONFIG_FORMATS, control_key, control_state, fourcc, reason_for
+from pyimagestreamd.v4l2 import CONFIG_FORMATS, fourcc, reason_for
+from pyimagestreamd.v4l2controls import control_key, control_state
 
 
 def _stable_names() -> dict[str, list[str]]:

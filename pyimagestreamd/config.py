@@ -117,7 +117,8 @@ class CameraConfig:
 @dataclass(frozen=True, slots=True)
 class AuthConfig:
     users_file: Path = Path("/etc/pyimagestream/users")
-    # Sessions and share links; None: $STATE_DIRECTORY (systemd) or /var/lib/pyimagestream.
+    # Sessions, share links, saved camera settings; None: $STATE_DIRECTORY (systemd) or
+    # /var/lib/pyimagestream.
     state_directory: Path | None = None
     session_lifetime: float = 30 * 86400.0
     # Share links printed by `pyimagestreamd share`, e.g. "https://cam.example.org".

@@ -24,6 +24,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from pyimagestreamd import controlfile
 from pyimagestreamd.camera import CameraState
 from pyimagestreamd.config import Config, ConfigError, default_web_root, load_config
 from pyimagestreamd.runner import CameraRunner
@@ -74,6 +75,8 @@ class Daemon:
         self._reload_wanted = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self.reloads_done = 0
+        # Control values saved from the page (controlfile.py), read once at start.
+        self._saved_controls: dict[str, dict[str, int]] = {}
 
     @property
     def port(self) -> int:
@@ -135,6 +138,8 @@ class Daemon:
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         try:
+            path = self.config.auth.state_path(controlfile.FILE_NAME)
+            self._saved_controls = await asyncio.to_thread(controlfile.restore, path)
             for cam in self.config.cameras:
                 self._add_runner(cam.name)
             web_root = self.config.server.web_root or default_web_root()
@@ -181,6 +186,7 @@ class Daemon:
         cam = self.config.camera(name)
         assert cam is not None
         runner = CameraRunner(self.source_factory(cam), asyncio.get_running_loop())
+        runner.controls.restore(self._saved_controls.get(name, {}))
         self.runners[name] = runner
         self._runner_tasks[name] = self._spawn(f"camera {name} runner", runner.run())
 

@@ -232,6 +232,11 @@ class Gate:
                     "not-local", "refused %s: not a local address and no users exist", address
                 )
                 return Refusal(403, "local network only: add a user", html=NO_USERS_PAGE)
+            if route == ADMIN:
+                # Watching is open to the local network; changing things needs an admin.
+                return Refusal(
+                    403, "admins only: add one with 'pyimagestreamd user add NAME --role admin'"
+                )
             return Principal("local", address, "viewer")
         # Public routes are answered to anyone, but /api/session wants to know who asks:
         # cookies only there, since /api/login checks the Basic credentials itself.

@@ -10,9 +10,11 @@ and WebSockets (websocket.py), under our own paths and the spellings other tools
     /snapshot.jpg, /snapshot/<camera>.jpg, /snapshot, /?action=snapshot     one JPEG
     /stream.mjpg, /stream/<camera>.mjpg, /stream, /?action=stream           MJPEG push
     /websocket, /websocket/<camera>                                         pull protocols
+    /api/camera/<camera>/controls[/reset|/save]          camera settings (controlapi.py)
 
 `?camera=NAME` picks the camera on any of them (the first camera by default), `?fps=N`
-caps a stream's rate. Only GET and HEAD (405 otherwise), no request bodies (413).
+caps a stream's rate. Only GET and HEAD (405 otherwise), no request bodies (413), except
+the settings API's POSTs.
 Event-loop thread only.
 """
 
@@ -32,6 +34,7 @@ import h11
 from pyimagestreamd import __version__, access, metrics, state
 from pyimagestreamd.authapi import ACCOUNT_PATHS, AccountAPI, classify
 from pyimagestreamd.camera import CameraState
+from pyimagestreamd.controlapi import ControlAPI, parse_path
 from pyimagestreamd.gate import Gate, Principal, Refusal
 from pyimagestreamd.httpd import Connection
 from pyimagestreamd.hub import Hub
@@ -90,6 +93,8 @@ def match(target: str) -> Route:
         return Route("stream", path, unquote(path[len("/stream/") : -len(".mjpg")]), query)
     if path == "/api/state":
         return Route("state", path, query=query)
+    if (settings := parse_path(path)) is not None:
+        return Route("controls", path, unquote(settings[0]), query)
     if path == "/metrics":
         return Route("metrics", path, query=query)
     return Route("static", path, query=query)
@@ -105,6 +110,7 @@ class Router:
         self.account_api = AccountAPI(
             self.gate, self.revalidate, secure=lambda: server.tls is not None
         )
+        self.control_api = ControlAPI(server)
         # Who opened each stream (WebSocket, MJPEG), for cutting it off when that ends.
         self.principals: weakref.WeakKeyDictionary[Connection, Principal] = (
             weakref.WeakKeyDictionary()
@@ -188,6 +194,11 @@ class Router:
         if isinstance(principal, Reply):
             return self.reply(conn, h, principal, close=True)
         method = request.method.decode("ascii", "replace")
+        if route.kind == "controls":
+            reply, close = await self.control_api.serve(
+                conn, h, method, route, headers, principal=principal
+            )
+            return self.reply(conn, h, reply, method == "HEAD", close=close)
         if method not in ("GET", "HEAD") or (route.kind == "websocket" and method != "GET"):
             stats.refused("method")
             allow = "GET" if route.kind == "websocket" else "GET, HEAD"

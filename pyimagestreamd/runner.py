@@ -49,6 +49,9 @@ class CameraRunner:
         self.loop = loop
         cfg = source.config
         self.hub = Hub(cfg.name, cfg.stop_delay, on_demand=self._on_demand)
+        # The control values asked for from the page (controls.py): the runner's, handed to
+        # every source it runs, so a reload that replaces the source keeps them.
+        self.controls = source.controls
         self._wake = asyncio.Event()
         # Every capture run gets a new generation; output of an older run that is still
         # queued on the loop when the camera was stopped or replaced is dropped.
@@ -106,6 +109,7 @@ class CameraRunner:
         if was_running:
             await asyncio.to_thread(self.source.ensure_stopped)
             self._generation += 1
+        source.controls = self.controls
         self.source = source
         self.hub.stop_delay = source.config.stop_delay
         if was_running or self.hub.wants_capture:

@@ -33,17 +33,17 @@ def signature(path: Path) -> tuple[int, int, int, int] | None:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path, max_bytes: int = MAX_STATE_BYTES) -> dict[str, Any]:
     """The document at `path`, {} if there is none; StateError if it is unusable."""
     try:
         with path.open("rb") as f:
-            data = f.read(MAX_STATE_BYTES + 1)
+            data = f.read(max_bytes + 1)
     except FileNotFoundError:
         return {}
     except OSError as exc:
         raise StateError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_STATE_BYTES:
-        raise StateError(f"{path}: larger than {MAX_STATE_BYTES} bytes")
+    if len(data) > max_bytes:
+        raise StateError(f"{path}: larger than {max_bytes} bytes")
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import re
 import select
 import time
 import warnings
@@ -34,9 +33,11 @@ with warnings.catch_warnings():
 
 from pyimagestreamd import encoder
 from pyimagestreamd.camera import CameraError, CaptureSource
+from pyimagestreamd.controls import Applied, defaults
 from pyimagestreamd.frame import Frame
 from pyimagestreamd.mjpeg import MjpegChecker
 from pyimagestreamd.v4l2config import V4L2Options
+from pyimagestreamd.v4l2controls import control_state, device_controls, set_values
 
 if TYPE_CHECKING:
     from pyimagestreamd.config import CameraConfig
@@ -82,11 +83,6 @@ def reason_for(exc: OSError, path: str) -> str:
     if code == errno.ENOTTY:
         return f"{path}: not a V4L2 device"
     return f"{path}: {exc.strerror or exc}"
-
-
-def control_key(name: str) -> str:
-    """A control's name as the config and v4l2-ctl spell it ("Y'CbCr Encoding": y_cbcr_encoding)."""
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
 def candidate_formats(offered: list[str], wanted: str) -> list[str]:
@@ -396,12 +392,7 @@ class V4L2Source(CaptureSource):
         return (fmt.fmt.pix.width, fmt.fmt.pix.height)
 
     def _controls(self) -> dict[str, Any]:
-        """The device's controls that have a value, by config name."""
-        out = {}
-        for ctrl in self._device.controls.values():
-            if hasattr(ctrl, "default") and not isinstance(ctrl, v4l2.CompoundControl):
-                out[control_key(ctrl.name)] = ctrl
-        return out
+        return device_controls(self._device)
 
     def _apply_controls(self) -> None:
         cfg = self.config
@@ -425,6 +416,25 @@ class V4L2Source(CaptureSource):
     def _read_controls(self) -> dict[str, dict[str, Any]]:
         return {key: control_state(ctrl) for key, ctrl in self._controls().items()}
 
+    # -- controls from the settings API (camera.py calls these in the capture thread) -------
+
+    def control_specs(self) -> dict[str, dict[str, Any]]:
+        return self._stats.controls
+
+    def set_controls(self, values: dict[str, int]) -> Applied:
+        if self._device is None:
+            return Applied(errors=dict.fromkeys(values, "the camera is not open"))
+        result = set_values(self._controls(), values)
+        self._stats.controls = self._read_controls()
+        self._stats.controls_at = time.monotonic()
+        return result
+
+    def default_controls(self) -> dict[str, int]:
+        # The configured value where the YAML has one, the driver's default elsewhere.
+        specs = self._stats.controls
+        configured = {k: v for k, v in self.options.controls if k in specs}
+        return {**defaults(specs), **configured}
+
     # -- inside read() ---------------------------------------------------------------------
 
     def _count_sequence(self, sequence: int) -> None:
@@ -443,17 +453,3 @@ class V4L2Source(CaptureSource):
             return encoder.expand_range(planes)  # new arrays: nothing points into the buffer
         y, u, v = planes
         return y.copy(), u.copy(), v.copy()
-
-
-def control_state(ctrl: Any) -> dict[str, Any]:
-    """One control's value and range, for /api/state and --list-cameras."""
-    entry: dict[str, Any] = {"min": ctrl.minimum, "max": ctrl.maximum, "step": ctrl.step}
-    try:
-        entry["default"] = int(ctrl.default)
-        value = ctrl.value
-        entry["value"] = None if value is None else int(value)
-    except (OSError, ValueError, TypeError) as exc:
-        entry["error"] = str(exc)
-    if isinstance(ctrl, v4l2.MenuControl):
-        entry["menu"] = {str(k): v for k, v in ctrl.data.items()}
-    return entry

@@ -5,7 +5,8 @@ from __future__ import annotations
 import errno
 
 from pyimagestreamd.cameralist import format_camera_list
-from pyimagestreamd.v4l2 import candidate_formats, control_key, fourcc, reason_for
+from pyimagestreamd.v4l2 import candidate_formats, fourcc, reason_for
+from pyimagestreamd.v4l2controls import control_key
 
 
 def test_fourcc_names_pixel_format_codes() -> None:

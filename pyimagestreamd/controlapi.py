@@ -1,0 +1,233 @@
+"""The settings API: an admin sets a camera's controls from the page (or with curl).
+
+Reached from routes.py after the gate, which lets only admins through (a viewer or a share
+link gets 403 there):
+
+  GET  /api/camera/NAME/controls         {"camera", "state", "controls": {name: spec},
+                                          "changed": the values set since start or reset}
+  POST /api/camera/NAME/controls         JSON {name: value, ...}: set them now
+  POST /api/camera/NAME/controls/reset   every control back to its configured or default value
+  POST /api/camera/NAME/controls/save    keep the changed values across restarts
+
+A change is checked against the control's type, range, step and menu (400 naming the
+control), handed to the capture thread (controls.py), which alone touches the device, and
+answered with the values read back from the driver (200; 409 with the driver's reasons if
+it refused some). A camera that is asleep or offline keeps the values for its next open
+(202, "applied": false). Saved values go to the state directory (controlfile.py), never
+into the YAML.
+
+Cross-site requests: besides the SameSite=Strict session cookie, a POST must come from our
+own origin when it has an Origin header (as the WebSocket, access.py), and a body must be
+`application/json`, which a cross-site form cannot send. Event-loop thread only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+import h11
+
+from pyimagestreamd import access, controlfile
+from pyimagestreamd.controls import Applied, BusyError, ControlError, validate
+from pyimagestreamd.gate import Principal
+from pyimagestreamd.statefile import StateError
+from pyimagestreamd.static import Reply
+
+if TYPE_CHECKING:
+    from pyimagestreamd.httpd import Connection
+    from pyimagestreamd.routes import Route
+    from pyimagestreamd.runner import CameraRunner
+    from pyimagestreamd.server import StreamServer
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/api/camera/"
+ACTIONS = ("", "reset", "save")
+# A change request is a few controls by name: far below this.
+MAX_BODY = 16 * 1024
+# How long a request waits for the capture thread to apply it: one read (0.5 s) and the
+# ioctls; past it the values stay kept and the answer says they are not applied yet.
+APPLY_TIMEOUT = 5.0
+
+
+def parse_path(path: str) -> tuple[str, str] | None:
+    """(camera, action) of a settings path, or None if it is not one."""
+    if not path.startswith(PREFIX):
+        return None
+    camera, sep, rest = path[len(PREFIX) :].partition("/controls")
+    if not sep or not camera or rest not in ("", "/reset", "/save"):
+        return None
+    return camera, rest.lstrip("/")
+
+
+def _json(status: int, doc: dict[str, Any], *extra: tuple[str, str]) -> Reply:
+    body = (json.dumps(doc) + "\n").encode()
+    return Reply(
+        status,
+        (("Content-Type", "application/json"), ("Cache-Control", "no-store"), *extra),
+        body,
+    )
+
+
+def _error(status: int, text: str, *extra: tuple[str, str]) -> Reply:
+    return _json(status, {"error": text}, *extra)
+
+
+async def read_body(conn: Connection, h: h11.Connection, limit: int) -> bytes | None:
+    """The request body, or None if it is longer than `limit` (the rest is not read).
+
+    Unbounded in time: the caller puts it under the request timeout."""
+    body = bytearray()
+    while True:
+        event = h.next_event()
+        if event is h11.NEED_DATA:
+            h.receive_data(await conn.read())
+        elif isinstance(event, h11.Data):
+            body += event.data
+            if len(body) > limit:
+                return None
+        elif isinstance(event, h11.EndOfMessage):
+            return bytes(body)
+        else:
+            return None  # the connection ended inside the body
+
+
+class ControlAPI:
+    """Answers the settings routes of one server."""
+
+    def __init__(self, server: StreamServer) -> None:
+        self.server = server
+
+    async def serve(
+        self,
+        conn: Connection,
+        h: h11.Connection,
+        method: str,
+        route: Route,
+        headers: dict[str, str],
+        *,
+        principal: Principal,
+    ) -> tuple[Reply, bool]:
+        """The reply to one settings request, and whether the connection must close."""
+        parsed = parse_path(route.path)
+        if parsed is None:
+            return _error(404, "not found"), False
+        camera, action = parsed
+        allowed = "GET, HEAD, POST" if action == "" else "POST"
+        if method not in allowed.split(", "):
+            return _error(405, "method not allowed", ("Allow", allowed)), True
+        body = b""
+        if method == "POST":
+            srv = self.server.config.server
+            secure = self.server.tls is not None
+            if not access.origin_allowed(
+                headers.get("origin"), headers.get("host"), secure, srv.allowed_origins
+            ):
+                self.server.stats.refused("origin")
+                origin = headers.get("origin", "")[:80]
+                self.server.warnings.warning(
+                    "settings-origin", "refused a settings change from origin %s", origin
+                )
+                return _error(403, "origin not allowed"), True
+            # A declared length over the bound is refused unread; a chunked body is
+            # bounded while it is read.
+            length = headers.get("content-length", "0")
+            if not length.isdigit() or int(length) > MAX_BODY:
+                return _error(413, f"request body over {MAX_BODY} bytes"), True
+            try:
+                async with asyncio.timeout(srv.request_timeout):
+                    got = await read_body(conn, h, MAX_BODY)
+            except TimeoutError:
+                return _error(408, "request body not received in time"), True
+            if got is None:
+                return _error(413, f"request body over {MAX_BODY} bytes"), True
+            body = got
+        elif not await conn.finish_request(h):
+            return _error(413, "request bodies are not accepted here"), True
+        runner = self.server.runners.get(camera)
+        if runner is None:
+            return _error(404, f"unknown camera {camera[:64]!r}"), False
+        if method != "POST":
+            return self._show(runner), False
+        if action == "save":
+            return await self._save(runner, principal), False
+        if action == "reset":
+            return await self._change(runner, {}, principal, reset=True), False
+        if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            return _error(415, "send the controls as Content-Type: application/json"), False
+        try:
+            doc = json.loads(body)
+        except ValueError as exc:
+            return _error(400, f"not valid JSON: {exc}"), False
+        try:
+            values = validate(runner.source.control_specs() or _unknown(camera), doc)
+        except ControlError as exc:
+            return _error(400, str(exc)), False
+        return await self._change(runner, values, principal), False
+
+    def _show(self, runner: CameraRunner) -> Reply:
+        return _json(
+            200,
+            {
+                "camera": runner.name,
+                "state": runner.hub.state.value,
+                "controls": runner.source.control_specs(),
+                "changed": runner.controls.wanted(),
+            },
+        )
+
+    async def _change(
+        self, runner: CameraRunner, values: dict[str, int], who: Principal, reset: bool = False
+    ) -> Reply:
+        what = "reset" if reset else ", ".join(f"{k}={v}" for k, v in values.items())
+        log.log(
+            logging.INFO if reset else logging.DEBUG,
+            "camera %s: controls %s (by %s)",
+            runner.name,
+            what,
+            who.name,
+        )
+        result: Applied | None = None
+        try:
+            if runner.source.is_running:
+                future = runner.controls.request(values, reset=reset)
+                try:
+                    result = await asyncio.wait_for(asyncio.wrap_future(future), APPLY_TIMEOUT)
+                except TimeoutError:
+                    result = None
+            else:
+                runner.controls.keep(values, reset=reset)
+        except BusyError as exc:
+            return _error(503, str(exc), ("Retry-After", "1"))
+        doc: dict[str, Any] = {"camera": runner.name, "state": runner.hub.state.value}
+        if result is None:
+            doc.update(applied=False, kept=values, reset=reset)
+            doc["note"] = "kept: applied when the camera starts"
+            return _json(202, doc)
+        doc.update(applied=True, values=result.values, errors=result.errors)
+        doc["controls"] = runner.source.control_specs()
+        if result.errors:
+            doc["error"] = "; ".join(result.errors.values())
+            return _json(409, doc)
+        return _json(200, doc)
+
+    async def _save(self, runner: CameraRunner, who: Principal) -> Reply:
+        values = runner.controls.wanted()
+        path = self.server.config.auth.state_path(controlfile.FILE_NAME)
+        try:
+            await asyncio.to_thread(controlfile.save, path, runner.name, values)
+        except StateError as exc:
+            log.error("camera %s: cannot save its controls: %s", runner.name, exc)
+            return _error(500, f"cannot save: {exc}")
+        log.info("camera %s: controls saved by %s: %s", runner.name, who.name, values or "none")
+        return _json(200, {"camera": runner.name, "saved": values})
+
+
+def _unknown(camera: str) -> dict[str, dict[str, Any]]:
+    raise ControlError(
+        f"camera {camera[:64]}: no controls known (a V4L2 camera lists its controls once "
+        "it has started: open it in the viewer once)"
+    )
