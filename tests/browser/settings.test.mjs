@@ -1,0 +1,174 @@
+// Camera settings in real Chromium against the real daemon: an admin moves the test pattern's
+// brightness slider with the keyboard, the server confirms the value and the next frames on
+// the canvas are brighter; the switch and reset work; saved values come back after a restart;
+// a viewer sees no panel. No CSP violation anywhere.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, before, test } from "node:test";
+import * as check from "./lib/checks.mjs";
+import { REPO, launchBrowser, openPage, sleep, startDaemon, waitFor } from "./lib/harness.mjs";
+import { PIXELS_IN_PAGE } from "./lib/pixels.mjs";
+
+const CAMERAS = { fish: { width: 320, height: 240, fps: 15 } };
+const PASSWORD = "fish food 42";
+const python = path.join(REPO, ".venv", "bin", "python");
+const dir = mkdtempSync(path.join(os.tmpdir(), "pyimagestream-settings-"));
+const configFile = path.join(dir, "cli.yaml");
+const authYaml =
+  `auth:\n  users_file: ${JSON.stringify(path.join(dir, "users"))}\n` +
+  `  state_directory: ${JSON.stringify(path.join(dir, "state"))}\n`;
+let daemon;
+let browser;
+
+function cli(args, input = "") {
+  return execFileSync(python, ["-m", "pyimagestreamd", "--config", configFile, ...args], {
+    cwd: REPO,
+    input,
+    encoding: "utf-8",
+  });
+}
+
+async function loggedIn(name) {
+  const page = await openPage(browser, `${daemon.url}login.html`, { viewport: { width: 1024, height: 700 } });
+  page.violations = [];
+  page.on("console", (msg) => {
+    if (msg.text().includes("Content Security Policy")) page.violations.push(msg.text());
+  });
+  await page.fill("#name", name);
+  await page.fill("#password", PASSWORD);
+  await page.click("#submit");
+  await waitFor("the viewer", () => !page.url().includes("login.html"));
+  page.errors.length = 0; // the login page's own "not logged in yet" (401) is expected
+  await check.waitFrames(page, "fish", 5);
+  return page;
+}
+
+/** The mean brightness of the picture as the page shows it (a screenshot of the canvas). */
+async function shownBrightness(page) {
+  const png = (await page.locator('figure[data-camera="fish"] canvas').screenshot()).toString("base64");
+  const box = await page.locator('figure[data-camera="fish"] canvas').boundingBox();
+  const points = [];
+  for (let i = 1; i < 12; i += 1) {
+    for (let j = 1; j < 12; j += 1) points.push([(box.width * i) / 12, (box.height * j) / 12]);
+  }
+  const rgb = await page.evaluate(`(${PIXELS_IN_PAGE})(${JSON.stringify(png)}, ${JSON.stringify(points)})`);
+  return rgb.reduce((sum, [r, g, b]) => sum + 0.299 * r + 0.587 * g + 0.114 * b, 0) / rgb.length;
+}
+
+/** The brightness of a frame that arrived after this call. */
+async function nextBrightness(page) {
+  await check.waitFrames(page, "fish", 3);
+  return shownBrightness(page);
+}
+
+before(async () => {
+  writeFileSync(configFile, `${authYaml}cameras: {fish: {}}\n`);
+  cli(["user", "add", "anna", "--role", "admin"], `${PASSWORD}\n`);
+  cli(["user", "add", "bob", "--role", "viewer"], `${PASSWORD}\n`);
+  const basic = "Basic " + Buffer.from(`anna:${PASSWORD}`).toString("base64");
+  daemon = await startDaemon(CAMERAS, { extraYaml: authYaml, headers: { Authorization: basic } });
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await daemon?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test("an admin moves the brightness slider: confirmed by the server, the next frames are brighter", async () => {
+  const page = await loggedIn("anna");
+  const before = await nextBrightness(page);
+  await page.click("#settings-toggle");
+  assert.equal(await page.getAttribute("#settings-toggle", "aria-expanded"), "true");
+  const slider = page.locator("#control-brightness");
+  await slider.waitFor();
+  // Labelled and keyboard-operable: the label names it, End moves it to its maximum.
+  assert.equal(await page.textContent('label[for="control-brightness"]'), "Brightness");
+  assert.deepEqual(
+    [await slider.getAttribute("min"), await slider.getAttribute("max"), await slider.inputValue()],
+    ["0", "255", "128"],
+  );
+  await slider.focus();
+  await page.keyboard.press("End");
+  await waitFor("the server's value", async () =>
+    (await page.getAttribute("#settings output[for=control-brightness]", "data-value")) === "255",
+  );
+  const brighter = await nextBrightness(page);
+  assert.ok(brighter > before + 40, `brightness ${before.toFixed(1)} -> ${brighter.toFixed(1)}`);
+  assert.equal((await daemon.camera("fish")).format.controls.brightness.value, 255);
+  // Darker with the arrow keys (one request at a time, the last value wins).
+  for (let i = 0; i < 40; i += 1) await page.keyboard.press("PageDown");
+  const shown = await slider.inputValue();
+  await waitFor("the server's value after PageDown", async () =>
+    (await page.getAttribute("#settings output[for=control-brightness]", "data-value")) === shown,
+  );
+  assert.ok(Number(shown) < 128, `slider at ${shown}`);
+  assert.ok((await nextBrightness(page)) < before - 20, "darker after PageDown");
+  // The switch, then reset.
+  await page.click("#control-horizontal_flip");
+  await waitFor("flip confirmed", async () =>
+    (await page.getAttribute("#settings output[for=control-horizontal_flip]", "data-value")) === "1",
+  );
+  await page.click("#settings-reset");
+  await waitFor("reset confirmed", async () =>
+    (await page.locator("#control-brightness").inputValue()) === "128" &&
+    (await page.getAttribute("#settings output[for=control-brightness]", "data-value")) === "128",
+  );
+  assert.equal(await page.locator("#control-horizontal_flip").isChecked(), false);
+  const reset = await nextBrightness(page);
+  assert.ok(Math.abs(reset - before) < 10, `back to ${reset.toFixed(1)} (was ${before.toFixed(1)})`);
+  // Escape closes the panel and gives the focus back to its button.
+  await page.focus("#control-brightness");
+  await page.keyboard.press("Escape");
+  assert.equal(await page.locator("#settings").isVisible(), false);
+  assert.equal(await page.evaluate(() => document.activeElement.id), "settings-toggle");
+  assert.deepEqual([...page.errors, ...page.violations], []);
+  await page.closeAll();
+});
+
+test("saved settings come back after a restart of the daemon", async () => {
+  const page = await loggedIn("anna");
+  await page.click("#settings-toggle");
+  await page.locator("#control-brightness").waitFor();
+  await page.$eval("#control-brightness", (slider) => {
+    slider.value = "60";
+    slider.dispatchEvent(new Event("input", { bubbles: true }));
+  });
+  await waitFor("60 confirmed", async () =>
+    (await page.getAttribute("#settings output[for=control-brightness]", "data-value")) === "60",
+  );
+  await page.click("#settings-save");
+  await waitFor("saved", async () => /Saved/.test(await page.textContent("#settings-status")));
+  await page.closeAll();
+  await daemon.stop();
+  await daemon.start();
+  const again = await loggedIn("anna");
+  await again.click("#settings-toggle");
+  await waitFor("the saved value", async () => (await again.locator("#control-brightness").inputValue()) === "60");
+  await again.click("#settings-reset");
+  await waitFor("reset", async () => /defaults/.test(await again.textContent("#settings-status")));
+  await again.click("#settings-save");
+  await waitFor("saved", async () => /Saved/.test(await again.textContent("#settings-status")));
+  await again.closeAll();
+});
+
+test("a viewer sees no settings panel, and the API refuses them", async () => {
+  const page = await loggedIn("bob");
+  await sleep(1000); // the admin's button would be there by now
+  assert.equal(await page.locator("#settings-toggle").count(), 0);
+  assert.equal(await page.locator("#settings").count(), 0);
+  const status = await page.evaluate(async () => {
+    const response = await fetch("api/camera/fish/controls", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-PyImageStream": "1" },
+      body: JSON.stringify({ brightness: 250 }),
+    });
+    return response.status;
+  });
+  assert.equal(status, 403);
+  await page.closeAll();
+});
