@@ -182,11 +182,25 @@ class AccountAPI:
         )
 
 
+# The head of web/login.html: the viewer's look, manifest and theme colour, so a share link
+# opened on a phone looks like the rest and can be added to the home screen from there too.
+# Relative to /share/TOKEN, so it works behind a proxy's path prefix.
+_HEAD = (
+    '<meta name="viewport" content="width=device-width, initial-scale=1, viewport-fit=cover">'
+    '<meta name="color-scheme" content="dark"><meta name="theme-color" content="#111417">'
+    '<link rel="manifest" href="../manifest.webmanifest">'
+    '<link rel="icon" href="../icon.svg" type="image/svg+xml">'
+    '<link rel="apple-touch-icon" href="../icon-192.png">'
+    '<link rel="stylesheet" href="../style.css">'
+)
+
+
 def _page(title: str, body: str, refresh: str | None = None) -> str:
     meta = f'<meta http-equiv="refresh" content="0; url={html.escape(refresh)}">' if refresh else ""
     return (
-        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">{meta}'
-        f'<title>{html.escape(title)}</title><link rel="stylesheet" href="../style.css"></head>'
-        f'<body><main class="notice"><h1>{html.escape(title)}</h1><p>{body}</p></main>'
-        "</body></html>\n"
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">{meta}{_HEAD}'
+        f"<title>{html.escape(title)} — pyimagestream</title></head>"
+        '<body class="page"><header class="bar"><h1>pyimagestream</h1></header>'
+        f'<main class="login"><section class="card"><h2>{html.escape(title)}</h2>'
+        f"<p>{body}</p></section></main></body></html>\n"
     )

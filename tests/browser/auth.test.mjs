@@ -122,7 +122,7 @@ test("a share link shows its camera only and stops at once when revoked", async 
   await sleep(1500);
   assert.equal(await check.frames(page, "fish"), stopped, "frames still arrive after the revocation");
   await page.goto(url);
-  assert.match(await page.textContent("h1"), /Link not valid/);
+  assert.match(await page.textContent("main h2"), /Link not valid/);
   await page.context().close();
 });
 

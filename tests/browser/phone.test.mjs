@@ -1,6 +1,6 @@
 // The viewer on a phone and without the newer APIs, in Chromium: layout at phone and desktop
 // sizes, zoom and pan by touch (pinch, pan, double tap), mouse (wheel, drag) and keys,
-// fallbacks with APIs removed before the page starts, and the web app manifest.
+// fallbacks with APIs removed before the page starts (the manifest: install.test.mjs).
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import * as check from "./lib/checks.mjs";
@@ -275,29 +275,6 @@ test("a browser that can decode no JPEG gets a plain message and opens no connec
   assert.deepEqual(await page.evaluate(() => window.__sockets), [], "a WebSocket was opened");
   assert.equal((await daemon.camera("front")).viewers, 0);
   assert.deepEqual(page.errors, [], "console errors");
-  await page.closeAll();
-});
-
-test("the web app manifest parses and says standalone, theme colour and icons that exist", async () => {
-  const page = await openPage(browser, `${daemon.url}#camera=front`);
-  const cdp = await page.context().newCDPSession(page);
-  await check.waitFrames(page, "front", 1);
-  const manifest = await cdp.send("Page.getAppManifest");
-  assert.deepEqual(manifest.errors, [], "manifest errors");
-  const parsed = JSON.parse(manifest.data);
-  assert.equal(parsed.display, "standalone");
-  assert.equal(parsed.theme_color, "#111417");
-  // Page.getInstallabilityErrors would only say "in-incognito": test contexts are.
-  for (const icon of parsed.icons) {
-    const response = await fetch(new URL(icon.src, daemon.url));
-    assert.equal(response.status, 200, icon.src);
-    assert.equal(response.headers.get("content-type"), icon.type, icon.src);
-    const bytes = Buffer.from(await response.arrayBuffer());
-    if (icon.type === "image/png") {
-      const size = `${bytes.readUInt32BE(16)}x${bytes.readUInt32BE(20)}`;
-      assert.equal(size, icon.sizes, `${icon.src} is ${size}`);
-    }
-  }
   await page.closeAll();
 });
 

@@ -147,10 +147,17 @@ export async function startDaemon(
         throw new Error(`pyimagestreamd exited with ${code} while starting:\n${log}`);
       });
       exited.catch(() => {});
-      await Promise.race([
-        waitFor("pyimagestreamd to answer /api/state", () => daemon.state(), 15_000),
-        exited,
-      ]);
+      try {
+        await Promise.race([
+          waitFor("pyimagestreamd to answer /api/state", () => daemon.state(), 15_000),
+          exited,
+        ]);
+      } catch (err) {
+        // A daemon that never answered must not outlive the failure: its pipes would keep
+        // the test process waiting for ever.
+        await daemon.stop();
+        throw err;
+      }
     },
     async state() {
       if (ca) return httpsJson(`${url}api/state`, { headers, ca, timeout: 2000 });
