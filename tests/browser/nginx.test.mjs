@@ -77,29 +77,42 @@ test("through nginx the page reconnects after a daemon restart", async (t) => {
   t.diagnostic(JSON.stringify(await check.reconnects(page, daemon, "front")));
 });
 
-test("through nginx /stream/front.mjpg streams fresh parts (proxy_buffering off)", async () => {
-  const controller = new AbortController();
-  // A stream that stalls must fail the test, not hang it.
-  const timer = setTimeout(() => controller.abort(), scaled(10_000));
-  const response = await fetch(`${nginx.url}stream/front.mjpg`, { signal: controller.signal });
-  assert.equal(response.status, 200);
-  assert.match(response.headers.get("content-type"), /^multipart\/x-mixed-replace;boundary=/);
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder("latin1");
-  let text = "";
-  const stamps = [];
-  while (stamps.length < 10) {
-    const { value, done } = await reader.read();
-    assert.ok(!done, "the stream ended");
-    text += decoder.decode(value);
-    for (const m of text.matchAll(/X-Timestamp: (\d+\.\d{3})\r\n/g)) stamps.push(Number(m[1]));
-    text = text.slice(text.lastIndexOf("X-Timestamp") + 1);
-  }
-  clearTimeout(timer);
-  controller.abort();
-  const age = Date.now() / 1000 - stamps[stamps.length - 1];
-  assert.ok(age < 1.0, `the last part is ${age.toFixed(3)} s old through nginx`);
-});
+// Every spelling of the stream, the default camera's included: all behind one location.
+for (const path of ["stream.mjpg", "stream/front.mjpg", "stream/back.mjpg", "stream", "?action=stream"]) {
+  test(`through nginx ${path} streams fresh parts (proxy_buffering off)`, async () => {
+    const controller = new AbortController();
+    // A stream that stalls must fail the test, not hang it.
+    const timer = setTimeout(() => controller.abort(), scaled(10_000));
+    const response = await fetch(`${nginx.url}${path}`, { signal: controller.signal });
+    assert.equal(response.status, 200);
+    assert.match(response.headers.get("content-type"), /^multipart\/x-mixed-replace;boundary=/);
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder("latin1");
+    let text = "";
+    const stamps = [];
+    while (stamps.length < 10) {
+      const { value, done } = await reader.read();
+      assert.ok(!done, "the stream ended");
+      text += decoder.decode(value);
+      for (const m of text.matchAll(/X-Timestamp: (\d+\.\d{3})\r\n/g)) stamps.push(Number(m[1]));
+      text = text.slice(text.lastIndexOf("X-Timestamp") + 1);
+    }
+    clearTimeout(timer);
+    controller.abort();
+    const age = Date.now() / 1000 - stamps[stamps.length - 1];
+    assert.ok(age < 1.0, `the last part is ${age.toFixed(3)} s old through nginx`);
+  });
+}
+
+for (const path of ["snapshot.jpg", "snapshot/back.jpg", "snapshot", "?action=snapshot"]) {
+  test(`through nginx ${path} is a JPEG`, async () => {
+    const response = await fetch(`${nginx.url}${path}`);
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("content-type"), "image/jpeg");
+    const body = new Uint8Array(await response.arrayBuffer());
+    assert.deepEqual([...body.slice(0, 2)], [0xff, 0xd8]);
+  });
+}
 
 test("through nginx <img src=stream.mjpg> shows a moving picture", async () => {
   const differs = await page.evaluate(async () => {
