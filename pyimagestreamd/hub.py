@@ -44,6 +44,8 @@ class Hub:
         self.frames_sent = 0
         self._seq = 0
         self._changed: asyncio.Future[None] | None = None
+        # Handlers waiting with an `until` (every client's per-frame wait), in arrival order.
+        self._waiters: dict[asyncio.Future[None], None] = {}
         self._stop_handle: asyncio.TimerHandle | None = None
         # For the measured frame rate: capture times of the last frames.
         self._recent: list[float] = []
@@ -79,6 +81,10 @@ class Hub:
         if self._changed is not None and not self._changed.done():
             self._changed.set_result(None)
         self._changed = None
+        waiters, self._waiters = self._waiters, {}
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     @property
     def measured_fps(self) -> float:
@@ -119,28 +125,30 @@ class Hub:
         completes first. No task is created and nothing shared is cancelled: cheap enough
         for every frame of every client.
         """
-        changed = self.change_future()
         if until is None:
+            changed = self.change_future()
             # One future is shared by all waiters: shield it, or one cancelled waiter (a
             # client that disconnects) would cancel everybody's wait.
             await asyncio.shield(changed)
             return True
         if until.done():
             return False
-        # What asyncio.wait({changed, until}) does, without its per-call set, checks and
-        # loop lookups: a private future that either one completes.
-        woken = changed.get_loop().create_future()
+        # A private future that the next change completes directly (_wake), and `until`
+        # through a callback: from a publish to the handler is then one turn of the event
+        # loop, not two (a callback on a shared future first), and there is none of
+        # asyncio.wait()'s per-call set, checks and loop look-ups.
+        woken = until.get_loop().create_future()
 
         def wake(_: asyncio.Future[None]) -> None:
             if not woken.done():
                 woken.set_result(None)
 
-        changed.add_done_callback(wake)
+        self._waiters[woken] = None
         until.add_done_callback(wake)
         try:
             await woken
         finally:
-            changed.remove_done_callback(wake)
+            self._waiters.pop(woken, None)
             until.remove_done_callback(wake)
         return not until.done()
 

@@ -147,3 +147,24 @@ def test_serialized_is_made_once_per_frame_and_kind() -> None:
     second = hub.publish(frame(b"2"))
     assert hub.serialized(second, "a", make("a")) == b"a" + second.jpeg
     assert made == [("a", 1), ("b", 1), ("a", 2)]
+
+
+async def test_waits_ended_by_until_or_cancelled_leave_no_waiter_behind() -> None:
+    """A client woken by its own messages between frames, or leaving, leaves nothing queued."""
+    hub = Hub("c", 1.0)
+    loop = asyncio.get_running_loop()
+    for _ in range(1000):
+        until = loop.create_future()
+        waiting = asyncio.ensure_future(hub.wait_change(until=until))
+        await asyncio.sleep(0)
+        until.set_result(None)
+        assert await waiting is False
+    leaving = asyncio.ensure_future(hub.wait_change(until=loop.create_future()))
+    await asyncio.sleep(0)
+    leaving.cancel()
+    await asyncio.gather(leaving, return_exceptions=True)
+    assert hub._waiters == {}
+    staying = asyncio.ensure_future(hub.wait_change(until=loop.create_future()))
+    await asyncio.sleep(0)
+    hub.publish(frame())
+    assert await asyncio.wait_for(staying, timeout(1)) is True
