@@ -507,6 +507,88 @@ def test_user_add_makes_every_route_ask_and_basic_works(machine: Machine) -> Non
     machine.wait_for("the port to answer without a user again", serving, 30)
 
 
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def curl(*args: str) -> subprocess.CompletedProcess[str]:
+    """curl from the host, in the container's network namespace (as this process is)."""
+    return subprocess.run(
+        ["curl", "-sS", "--max-time", str(scaled(15)), *args],
+        capture_output=True, text=True, timeout=scaled(30), check=False,
+    )  # fmt: skip
+
+
+def test_tls_login_on_the_installed_package(machine: Machine, tmp_path: Path) -> None:
+    """Certificate and key where the certbot hook puts them, a user, a login over https with
+    curl --cacert (Secure cookie, HSTS), a snapshot with that session, the plain-HTTP
+    redirect; the unit's exposure is still 1.5 or lower."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=pyimagestream system test CA", cwd=tmp_path)  # fmt: skip
+    openssl("req", *ec, "-keyout", "privkey.pem", "-out", "leaf.csr", "-subj", "/CN=127.0.0.1",
+            cwd=tmp_path)  # fmt: skip
+    (tmp_path / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "1", "-extfile", "ext.cnf", "-out", "fullchain.pem",
+            cwd=tmp_path)  # fmt: skip
+    # As tools/certbot-deploy-hook installs them: root:pyimagestream 0640, the key never
+    # readable by others.
+    machine.run("install -d -o root -g pyimagestream -m 0750 /etc/pyimagestream/tls")
+    for name in ("fullchain.pem", "privkey.pem"):
+        machine.copy_in(tmp_path / name, f"/etc/pyimagestream/tls/{name}")
+        machine.run(f"chown root:pyimagestream /etc/pyimagestream/tls/{name}")
+        machine.run(f"chmod 0640 /etc/pyimagestream/tls/{name}")
+    plain = config_text(fps=15)
+    write_config(
+        machine,
+        plain.replace(
+            "server:\n  port: 8888\n",
+            "server:\n  port: 8888\n  tls:\n"
+            "    certificate: /etc/pyimagestream/tls/fullchain.pem\n"
+            "    key: /etc/pyimagestream/tls/privkey.pem\n    redirect_from: 8080\n",
+        ),
+    )
+    machine.run("printf 'fish food 42\\n' | pyimagestreamd user add anna")
+    try:
+        machine.run("systemctl restart pyimagestream")
+        ca = ["--cacert", str(tmp_path / "ca.pem")]
+        machine.wait_for(
+            "the https port to answer",
+            lambda: (
+                curl(*ca, "-o", "/dev/null", "https://127.0.0.1:8888/login.html").returncode == 0
+            ),
+            30,
+        )
+        login = curl(*ca, "-D", "-", "-o", "/dev/null", "-u", "anna:fish food 42",
+                     "-H", "X-PyImageStream: 1", "https://127.0.0.1:8888/api/login")  # fmt: skip
+        assert login.returncode == 0, login.stderr
+        head = login.stdout.lower()
+        assert head.startswith("http/1.1 200"), login.stdout
+        assert "strict-transport-security: max-age=" in head
+        cookie = next(line for line in head.splitlines() if line.startswith("set-cookie:"))
+        assert "; secure" in cookie and "; httponly" in cookie
+        value = login.stdout[login.stdout.lower().index("set-cookie:") + 11 :].split(";")[0]
+        snapshot = curl(*ca, "-o", str(tmp_path / "s.jpg"), "-w", "%{http_code}",
+                        "-H", f"Cookie: {value.strip()}", "https://127.0.0.1:8888/snapshot.jpg")  # fmt: skip
+        assert snapshot.stdout == "200", snapshot.stderr
+        assert (tmp_path / "s.jpg").read_bytes()[:2] == b"\xff\xd8"
+        refused = curl(*ca, "-o", "/dev/null", "-w", "%{http_code}",
+                       "https://127.0.0.1:8888/snapshot.jpg")  # fmt: skip
+        assert refused.stdout == "401"
+        moved = curl("-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+                     "http://127.0.0.1:8080/snapshot.jpg?x=1")  # fmt: skip
+        assert moved.stdout == "301 https://127.0.0.1:8888/snapshot.jpg?x=1"
+        out = machine.run("systemd-analyze security --no-pager pyimagestream.service").stdout
+        match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out)
+        assert match, out
+        print(f"installed unit serving TLS, online analysis: exposure {match.group(1)}")
+        assert float(match.group(1)) <= 1.5
+    finally:
+        machine.run("pyimagestreamd user del anna")
+        restart_with(machine, plain)
+
+
 def test_upgrade_keeps_the_edited_conffile_and_restarts(
     machine: Machine, debs: tuple[Path, Path]
 ) -> None:
