@@ -21,13 +21,14 @@ HSTS_MAX_AGE = 365 * 86400
 
 
 def content_security_policy(frame_ancestors: tuple[str, ...]) -> str:
-    """The policy: scripts from the page's own origin only, no inline script; 'self' covers
-    the page's own ws:/wss: origin in CSP 3. Styles also allow 'unsafe-inline' because
-    WebKit applies style-src to the style properties the viewer's zoom sets from script
-    (engines.test.mjs failed without it); no script can be injected through that."""
+    """The policy: scripts and styles from the page's own origin only, no inline script
+    or style ('self' covers the page's own ws:/wss: origin in CSP 3). The client sets its
+    styles through CSSOM properties (`el.style.transform = ...`), which style-src does not
+    govern; a `style` attribute would need 'unsafe-inline', and the browser tests in all
+    three engines report any violation."""
     ancestors = " ".join(frame_ancestors) if frame_ancestors else "'none'"
     return (
-        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "default-src 'self'; script-src 'self'; style-src 'self'; "
         "img-src 'self' blob: data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
         f"form-action 'self'; frame-ancestors {ancestors}"
     )

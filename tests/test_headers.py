@@ -92,7 +92,8 @@ CASES: list[tuple[str, bytes, int]] = [
 
 def assert_secured(what: str, headers: dict[str, str], secure: bool) -> None:
     csp = headers.get("content-security-policy", "")
-    assert "default-src 'self'" in csp and "script-src 'self'" in csp, what
+    assert "default-src 'self'" in csp and "script-src 'self';" in csp, what
+    assert "style-src 'self';" in csp and "unsafe" not in csp, what
     assert "frame-ancestors 'none'" in csp, what
     assert headers.get("x-content-type-options") == "nosniff", what
     assert headers.get("x-frame-options") == "DENY", what

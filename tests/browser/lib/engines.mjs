@@ -5,7 +5,7 @@
 //
 // Classic WebDriver has no way to run a script before the page's own, so both engines load
 // the viewer from a copy of web/ whose index.html loads test-hooks.js first: it records
-// errors (error events, unhandled rejections, console.error) in window.__errors and counts
+// errors (error events, unhandled rejections, console.error, CSP violations) in window.__errors and counts
 // object URLs in window.__urls, as the Chromium tests' init script does.
 //
 // Interface:
@@ -35,6 +35,9 @@ const HOOKS = `"use strict";
 window.__errors = [];
 window.addEventListener("error", (e) => window.__errors.push("error: " + e.message));
 window.addEventListener("unhandledrejection", (e) => window.__errors.push("rejection: " + e.reason));
+document.addEventListener("securitypolicyviolation", (e) =>
+  window.__errors.push(\`CSP violation: \${e.violatedDirective} \${e.blockedURI} \${e.sourceFile}:\${e.lineNumber} \${e.sample}\`),
+);
 (() => {
   const error = console.error;
   console.error = function (...args) {
