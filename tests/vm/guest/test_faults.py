@@ -84,6 +84,46 @@ async def test_unplug_and_replug_resume_on_the_same_connections(
     assert daemon.proc.poll() is None
 
 
+@pytest.mark.usefixtures("vivid")
+async def test_by_path_link_follows_a_replug_that_renumbers_the_device(
+    start_daemon: Callable[..., vmlib.Daemon],
+) -> None:
+    """Configured by its udev by-path link, vivid re-plugged as /dev/video7: frames resume."""
+    link = vmlib.vivid_by_path()
+    vmlib.wait_until(
+        lambda: os.path.realpath(link) == vmlib.VIVID, 10, f"udev's {link} -> {vmlib.VIVID}"
+    )
+    daemon = start_daemon(vmlib.camera_yaml("cam", source=link, width=640, height=480, fps=25))
+    async with vmlib.V2Client(daemon.url("cam"), keep_jpeg=False) as client:
+        await client.pump(vmlib.timeout(30), until=lambda c: has_live_frame_after(c, 0))
+        assert has_live_frame_after(client, 0), daemon.log()
+        assert daemon.camera("cam")["format"]["device"] == vmlib.VIVID
+
+        # The re-plug: the device goes away (the daemon sees ENODEV and closes it, so the
+        # module can be unloaded), and comes back under another number.
+        vmlib.vivid_unplug()
+        await client.pump(vmlib.timeout(20), until=lambda c: bool(offline_reasons(c)))
+        assert offline_reasons(client), client.states
+        # In a thread: the client's connection keeps answering the server's pings meanwhile.
+        await asyncio.to_thread(
+            vmlib.wait_until,
+            lambda: vmlib.run("modprobe", "-r", "vivid", check=False).returncode == 0,
+            20, "vivid to unload (the daemon to close the gone device)",
+        )  # fmt: skip
+        node = await asyncio.to_thread(vmlib.load_vivid, 7)
+        await asyncio.to_thread(
+            vmlib.wait_until, lambda: os.path.realpath(link) == node, 10, f"{link} -> {node}"
+        )
+        assert node != vmlib.VIVID and "video0" not in os.listdir("/dev")
+
+        mark = len(client.frames)
+        await client.pump(vmlib.timeout(40), until=lambda c: has_live_frame_after(c, mark))
+        assert has_live_frame_after(client, mark), daemon.log()
+        assert client.states[-1]["state"] == "live"
+        assert daemon.camera("cam")["format"]["device"] == node
+    assert daemon.proc.poll() is None
+
+
 @pytest.mark.usefixtures("loopback")
 async def test_stopped_producer_is_a_timeout_and_a_new_one_resumes(
     start_daemon: Callable[..., vmlib.Daemon],

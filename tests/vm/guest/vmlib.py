@@ -82,11 +82,22 @@ def load_v4l2loopback() -> None:
         wait_until(lambda n=node: os.path.exists(n), 10, f"{node} to appear")
 
 
-def load_vivid() -> None:
+def load_vivid(video_nr: int = 0) -> str:
+    """(Re)load vivid with its capture node at /dev/video`video_nr`; return the node."""
     run("modprobe", "-r", "vivid", check=False)
+    node = f"/dev/video{video_nr}"
     run("modprobe", "vivid", "n_devs=1", "node_types=0x1", "num_inputs=4",
-        "input_types=0xe4")  # fmt: skip
-    wait_until(lambda: os.path.exists(VIVID), 10, f"{VIVID} to appear")
+        "input_types=0xe4", f"vid_cap_nr={video_nr}")  # fmt: skip
+    wait_until(lambda: os.path.exists(node), 10, f"{node} to appear")
+    return node
+
+
+def vivid_by_path() -> str:
+    """The link udev's own rules (60-persistent-v4l.rules) make for vivid's capture node.
+
+    vivid is a platform device, so path_id names it `platform-vivid.0`; v4l2loopback's nodes
+    are virtual devices and get neither a by-path nor a by-id link."""
+    return f"/dev/v4l/by-path/platform-{VIVID_PLATFORM}-video-index0"
 
 
 def vivid_hdmi_1080p30() -> None:
