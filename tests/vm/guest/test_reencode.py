@@ -1,4 +1,5 @@
-"""Raw capture re-encoded to JPEG: YUYV from v4l2loopback and from vivid's HDMI input."""
+"""Raw capture re-encoded to JPEG: YUYV from v4l2loopback and vivid, NV12 and YU12 from vivid,
+and `yuv_range` (limited expands 16-235, full passes the levels through)."""
 
 from __future__ import annotations
 
@@ -111,3 +112,65 @@ async def test_unknown_control_name_is_reported_naming_the_camera(
     reasons = [s["reason"] for s in client.states if s.get("state") == "offline"]
     assert reasons and "cameras.cam.controls.no_such_control" in reasons[0], client.states
     assert "brightness" in reasons[0]
+
+
+def limited_read_as_full(bars: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """The bars as a viewer sees limited-range (16-235) YUV taken for full range (BT.601)."""
+    rgb = np.array(bars, dtype=np.float64)
+    y = rgb @ (0.299, 0.587, 0.114)
+    cb = rgb @ (-0.168736, -0.331264, 0.5)
+    cr = rgb @ (0.5, -0.418688, -0.081312)
+    y, cb, cr = 16 + y * 219 / 255, cb * 224 / 255, cr * 224 / 255
+    out = np.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], axis=1)
+    return [tuple(int(c) for c in row) for row in np.clip(out, 0, 255).round()]
+
+
+# vivid's webcam input (0) at 640x480 and 25 fps: sRGB, so BT.601 YCbCr, and limited range
+# unless its `quantization` control says full (1). JPEG at quality 80 in the middle of an
+# 80-pixel bar: a few levels of error; a wrong range is off by 11-16 levels, swapped
+# chroma planes by far more.
+WEBCAM = {"source": vmlib.VIVID, "width": 640, "height": 480, "fps": 25, "input": 0}
+TOLERANCE = 6
+
+
+@pytest.mark.usefixtures("vivid")
+@pytest.mark.parametrize("fourcc", ["NV12", "YU12"])
+async def test_vivid_nv12_and_yu12_are_reencoded_with_the_right_colours(
+    start_daemon: Callable[..., vmlib.Daemon], fourcc: str
+) -> None:
+    """vivid's 4:2:0 formats, NV12 (interleaved chroma) and YU12 (planar), give its bars."""
+    daemon = start_daemon(
+        vmlib.camera_yaml("cam", **WEBCAM, format=fourcc.lower(), controls={"test_pattern": 0})
+    )
+    frames = await first_frames(daemon, 5)
+    fmt = daemon.camera("cam")["format"]
+    assert (fmt["format"], fmt["mode"], fmt["yuv_range"]) == (fourcc, "encode", "limited")
+    for frame in frames:
+        assert simplejpeg.decode_jpeg_header(frame.jpeg)[:2] == (480, 640)
+    assert_colours(bar_colours(frames[-1].jpeg, len(VIVID_BARS), 0.8), VIVID_BARS, TOLERANCE)
+
+
+@pytest.mark.usefixtures("vivid")
+@pytest.mark.parametrize(
+    ("quantization", "want"),
+    [(1, VIVID_BARS), (2, limited_read_as_full(VIVID_BARS))],
+    ids=["full-range-source", "limited-range-source"],
+)
+async def test_yuv_range_full_passes_the_levels_through(
+    start_daemon: Callable[..., vmlib.Daemon],
+    quantization: int,
+    want: list[tuple[int, int, int]],
+) -> None:
+    """`yuv_range: full` encodes the camera's levels as they are: right for a full-range
+    source, washed out (black at 16) for a limited-range one, which `limited` would expand."""
+    daemon = start_daemon(
+        vmlib.camera_yaml(
+            "cam", **WEBCAM, format="yuyv", yuv_range="full",
+            controls={"test_pattern": 0, "quantization": quantization},
+        )
+    )  # fmt: skip
+    frames = await first_frames(daemon, 5)
+    fmt = daemon.camera("cam")["format"]
+    assert (fmt["format"], fmt["yuv_range"]) == ("YUYV", "full")
+    assert fmt["controls"]["quantization"]["value"] == quantization
+    assert_colours(bar_colours(frames[-1].jpeg, len(VIVID_BARS), 0.8), want, TOLERANCE)
