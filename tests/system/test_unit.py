@@ -28,9 +28,11 @@ def test_unit_exposure_is_at_most_1_5() -> None:
 
 
 def test_unit_keeps_camera_access() -> None:
-    """The hardening leaves /dev/video* reachable: no PrivateDevices, video4linux allowed."""
+    """The hardening leaves cameras reachable: no PrivateDevices; V4L2 allowed, and the media
+    controller and DMA heaps that libcamera (rpicam-vid, libcamerasrc) opens."""
     text = UNIT.read_text()
-    assert "DeviceAllow=char-video4linux rw" in text
+    for device in ("video4linux", "media", "dma_heap"):
+        assert re.search(rf"^DeviceAllow=char-{device} rw$", text, re.M), device
     assert not re.search(r"^PrivateDevices=yes", text, re.M)
     assert re.search(r"^WatchdogSec=", text, re.M)
     assert re.search(r"^RestartPreventExitStatus=2$", text, re.M)
