@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import http.client
 import re
 import socket
@@ -12,6 +13,8 @@ from typing import Any
 import pytest
 from conftest import RunningDaemon, check_jpeg, timeout, ws_connect
 from websockets.exceptions import InvalidStatus
+
+from pyimagestreamd import static
 
 FAST = "cameras:\n  cam:\n    width: 320\n    height: 240\n    fps: 100\n    stop_delay: 0.3\n"
 
@@ -74,6 +77,54 @@ async def test_head_and_conditional_get_of_static_files(start_daemon: Any) -> No
     assert status == 304
     status, _, _ = await rd.get("/index.html", headers={"If-None-Match": '"other"'})
     assert status == 200
+
+
+async def test_text_files_go_gzip_compressed_to_clients_that_accept_it(start_daemon: Any) -> None:
+    """A script goes gzip-compressed (own ETag, Vary) to who accepts it; images, frames never."""
+    rd = await start_daemon(FAST)
+    _, plain_headers, plain = await rd.get("/app.js")
+    assert "Content-Encoding" not in plain_headers
+    assert plain_headers["Vary"] == "Accept-Encoding"
+    gz = {"Accept-Encoding": "br, gzip;q=0.8"}
+    status, headers, body = await rd.get("/app.js", headers=gz)
+    assert (status, headers["Content-Encoding"], headers["Vary"]) == (
+        200,
+        "gzip",
+        "Accept-Encoding",
+    )
+    assert gzip.decompress(body) == plain
+    assert len(body) < len(plain) / 2
+    assert headers["Content-Length"] == str(len(body))
+    assert headers["ETag"] != plain_headers["ETag"]
+    status, head_headers, head_body = await rd.get("/app.js", method="HEAD", headers=gz)
+    assert (status, head_body, head_headers["Content-Length"]) == (200, b"", str(len(body)))
+    # Each representation revalidates with its own tag.
+    status, _, _ = await rd.get("/app.js", headers={**gz, "If-None-Match": headers["ETag"]})
+    assert status == 304
+    status, _, _ = await rd.get("/app.js", headers={**gz, "If-None-Match": plain_headers["ETag"]})
+    assert status == 200
+    for refused in ("gzip;q=0", "identity", "deflate, br"):
+        _, headers, body = await rd.get("/app.js", headers={"Accept-Encoding": refused})
+        assert "Content-Encoding" not in headers and body == plain, refused
+    for path in ("/icon-192.png", "/snapshot.jpg"):
+        _, headers, _ = await rd.get(path, headers=gz)
+        assert "Content-Encoding" not in headers, path
+    reader, writer = await asyncio.open_connection("127.0.0.1", rd.port)
+    writer.write(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: gzip\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout(10))
+    writer.close()
+    await writer.wait_closed()
+    assert head.startswith(b"HTTP/1.1 200") and b"content-encoding" not in head.lower()
+
+
+@pytest.mark.parametrize(
+    ("header", "accepted"),
+    [("gzip", True), ("GZIP", True), ("deflate, gzip ; q=0.5", True), ("gzip;q=0", False),
+     ("gzip;q=0.000", False), ("gzip;q=x", False), ("x-gzip", False), ("*", False), ("", False)],
+)  # fmt: skip
+def test_accept_encoding_is_read_with_its_qualities(header: str, accepted: bool) -> None:
+    """gzip counts only when listed by name with a quality above zero."""
+    assert static.accepts_gzip(header) is accepted
 
 
 async def test_pipelined_requests_are_answered_in_order(start_daemon: Any) -> None:
