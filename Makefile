@@ -4,6 +4,8 @@
 #   make test         unit, network and browser tests (real sockets, real Chromium)
 #   make lint         ruff + mypy --strict
 #   make bench        throughput benchmark against a bare websockets server
+#   make bench-stream CPU per delivered frame on loopback (AGAINST=DIR: this tree against
+#                     another, e.g. a git archive of main)
 #   make deb          build the Debian package into build/
 #   make system-test  installed .deb under a real systemd (nspawn)
 #   make vm-test      real V4L2 drivers (vivid, v4l2loopback) in a QEMU guest
@@ -22,7 +24,7 @@ CONFIG ?= etc/pyimagestream.yaml
 export PIP_CONFIG_FILE := /dev/null
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test unit-test browser-test lint bench deb system-test vm-test bench-vm bench-link \
+.PHONY: run test unit-test browser-test lint bench bench-stream deb system-test vm-test bench-vm bench-link \
 	vm-test-arm64 vm-test-libcamera deps clean
 
 # Two steps in one venv: the runtime pins (all `make run` needs), then the development tools
@@ -64,6 +66,9 @@ lint: $(VENV)/.stamp
 
 bench: $(VENV)/.stamp
 	$(VPY) -m bench.throughput
+
+bench-stream: $(VENV)/.stamp
+	$(VPY) -m bench.stream $(if $(AGAINST),--against $(AGAINST))
 
 deb:
 	tools/build-deb
