@@ -1,7 +1,7 @@
 """Schema: the checks every configuration section is validated with, and the error they raise.
 
-config.py validates the server section and each camera's common keys with a `Checker`;
-each source type validates its own keys with the same checker, in its own module (see
+config.py validates each camera's common keys with a `Checker`, serverconfig.py and
+authconfig.py their sections, and each source type its own keys, in its own module (see
 sources.py), so every error reads the same: the full key path, the bad value, what was
 expected and the YAML line. No I/O; imports nothing of the project, so source modules may
 use it without importing config.py.
