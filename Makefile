@@ -14,6 +14,8 @@
 #                     (~30 min; BENCH_SECONDS=N per case to try it shorter)
 #   make vm-test-arm64  the arm64 .deb installed and streaming in an arm64 guest (TCG);
 #                     also `make vm-test ARCH=arm64`, `make bench-vm ARCH=arm64`
+#   make vm-test-libcamera  libcamera (vimc) in a trixie guest: cam, libcamerasrc as
+#                     `source: exec`, and the installed service running it
 #   make deps         apt-get install the Debian packages the above need (root or sudo)
 
 PYTHON ?= python3

@@ -7,6 +7,7 @@ These tests need root and the guest's kernel drivers: they run only inside the t
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -52,3 +53,12 @@ def start_daemon(tmp_path: Path) -> Iterator[Callable[..., vmlib.Daemon]]:
     for daemon in daemons:
         daemon.stop()
         print(f"--- daemon log ({daemon.config}) ---\n{daemon.log()}")
+
+
+@pytest.fixture
+def purged_after() -> Iterator[None]:
+    """Whatever happens, the service must not outlive the test (it holds port 8888)."""
+    yield
+    subprocess.run(
+        ["apt-get", "purge", "-y", "-q", "pyimagestream"], capture_output=True, check=False
+    )
