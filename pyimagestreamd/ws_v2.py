@@ -109,6 +109,9 @@ def frame_meta(camera_json: str, frame: Frame, now: float) -> bytes:
     ).encode()
 
 
+_NEXT = ClientMessage("next")
+
+
 class ProtocolV2:
     """One protocol-2 connection."""
 
@@ -137,6 +140,7 @@ class ProtocolV2:
         })  # fmt: skip
         self.reported_version = hub.state_version
         self._watch(True)
+        ws.take_message = self._take_credit
         try:
             while ws.is_open:
                 while ws.messages:
@@ -168,7 +172,27 @@ class ProtocolV2:
                 # A hub change or a client message (or the end of the connection) wakes us.
                 await hub.wait_change(until=ws.incoming())
         finally:
+            ws.take_message = None
             self._watch(False)
+
+    def _take_credit(self, message: str | bytes) -> bool:
+        """Count a "next" as it arrives when that is all it does: the handler sleeps on.
+
+        Only while watching (a "next" after "pause" also resumes), under the window, and when
+        the handler has no frame to send with it; any other message is queued for the
+        handler, which answers it (or the protocol error) as before.
+        """
+        if not isinstance(message, str) or _COMMON_MESSAGES.get(message) != _NEXT:
+            return False
+        latest = self.hub.latest
+        if (
+            not self.watching
+            or self.credits >= MAX_WINDOW
+            or (latest is not None and latest.seq > self.last_seq)
+        ):
+            return False
+        self.credits += 1
+        return True
 
     def _watch(self, watching: bool) -> None:
         if watching and not self.watching:

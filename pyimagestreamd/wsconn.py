@@ -20,7 +20,7 @@ import collections
 import logging
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
@@ -102,6 +102,10 @@ class WebSocket:
         self._close_timer: asyncio.TimerHandle | None = None
         self.overflowed = False
         self._loop = asyncio.get_running_loop()
+        # Called with each message that completes while none is queued; True if it used
+        # the message, which then is not queued and wakes no one (protocol 2's credits).
+        self.take_message: Callable[[str | bytes], bool] | None = None
+        self._queued = False
 
     # -- opening handshake -------------------------------------------------------------
 
@@ -159,7 +163,11 @@ class WebSocket:
         if self.protocol.close_expected() and self._close_timer is None:
             loop = asyncio.get_running_loop()
             self._close_timer = loop.call_later(CLOSE_TIMEOUT, self.conn.abort, "close_timeout")
-        self._wake()
+        # The reader waits for a message or the end: a pong or a message taken on arrival
+        # is neither, and waking it for nothing is a turn of the loop per frame.
+        if self._queued or self.protocol.state is not OPEN:
+            self._queued = False
+            self._wake()
 
     def _on_frame(self, frame: Frame) -> None:
         if frame.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
@@ -170,13 +178,16 @@ class WebSocket:
                 return  # max_size bounds the sum of the fragments
             data = b"".join(bytes(f) for f in self._fragments)
             self._fragments.clear()
+            message: str | bytes = data
+            if self._fragment_opcode is Opcode.TEXT:
+                message = data.decode()  # the protocol checked UTF-8
+            if not self.messages and self.take_message is not None and self.take_message(message):
+                return
+            self._queued = True
             if len(self.messages) >= MAX_INBOX:
                 self.overflowed = True
                 return
-            if self._fragment_opcode is Opcode.TEXT:
-                self.messages.append(data.decode())  # the protocol checked UTF-8
-            else:
-                self.messages.append(data)
+            self.messages.append(message)
         elif frame.opcode is Opcode.PONG and frame.data == self._ping_payload:
             self._ping_payload = None
 

@@ -109,6 +109,41 @@ async def test_protocol_2_reports_state_changes(start_daemon: Any) -> None:
         check_jpeg(jpeg, 320, 240)
 
 
+async def test_protocol_2_request_for_a_frame_already_there_is_answered_at_once(
+    start_daemon: Any,
+) -> None:
+    """A "next" sent when the newest frame is one the client lacks gets it, with no new frame."""
+    import threading
+
+    from pyimagestreamd.frame import Frame
+    from pyimagestreamd.testpattern import TestPatternSource
+
+    released = threading.Semaphore(0)
+
+    class OnCue(TestPatternSource):
+        """The test pattern, one frame per release() by the test."""
+
+        def read(self, timeout: float) -> Frame | None:
+            return super().read(timeout) if released.acquire(timeout=timeout) else None
+
+    rd = await start_daemon(FAST, source_factory=OnCue)
+    hub = rd.daemon.runners["cam"].hub
+    async with ws_connect(rd, "/websocket/cam", v2=True) as ws, deadline(20):
+        await ws.recv()  # hello
+        await ws.send('{"type": "next"}')
+        released.release()
+        first, _ = await recv_v2_frame(ws)
+        # The next frame arrives while the client has no credit; then it asks, once.
+        released.release()
+        while hub.latest is None or hub.latest.seq <= first["seq"]:
+            await asyncio.sleep(0.01)
+        await ws.send('{"type": "next"}')
+        # At once, not when the camera next changes (here: offline after its 5 s without a
+        # frame, which would wake the handler too).
+        second, _ = await asyncio.wait_for(recv_v2_frame(ws), timeout(2))
+        assert (second["seq"], second["offline"]) == (first["seq"] + 1, False)
+
+
 async def test_camera_stops_after_delay_and_restarts_on_demand(start_daemon: Any) -> None:
     """Capture starts with the first viewer, stops stop_delay after the last, restarts on demand."""
     rd = await start_daemon(FAST)
