@@ -282,7 +282,12 @@ class CaptureSource(ABC):
         result: Applied | None = None
         try:
             if reset:
-                values = {**self.default_controls(), **values}
+                # Only the controls that are not there already: a driver may refuse some
+                # while streaming, and those at their default need nothing.
+                specs = self.control_specs()
+                targets = self.default_controls()
+                moved = {k: v for k, v in targets.items() if specs.get(k, {}).get("value") != v}
+                values = {**moved, **values}
             result = self.set_controls(values) if values else Applied()
             if result.errors and not waiting:  # restored at open: nobody else is told
                 name = self.config.name

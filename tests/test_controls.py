@@ -293,3 +293,16 @@ def test_a_request_the_stopping_camera_did_not_apply_is_answered() -> None:
     assert source.ensure_stopped()
     assert future.result(timeout(5)) is None
     assert source.controls.wanted() == {"brightness": 7}
+
+
+def test_reset_sets_only_the_controls_away_from_their_default() -> None:
+    """Reset touches what moved (a driver may refuse others while streaming), nothing else."""
+    source = TestPatternSource(CameraConfig(name="p", source="testpattern", width=160, height=120))
+    source.ensure_started(_Sink())
+    try:
+        assert source.controls.request({"brightness": 200}).result(timeout(5)) is not None
+        result = source.controls.request({}, reset=True).result(timeout(5))
+        assert result == Applied({"brightness": 128}, {})
+        assert source.control_specs()["brightness"]["value"] == 128
+    finally:
+        assert source.ensure_stopped()
