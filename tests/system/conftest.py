@@ -33,6 +33,21 @@ def machine() -> Iterator[Machine]:
     (Path(os.environ["SYSTEST_LOGS"]) / "journal.log").write_text(journal)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_start_limit(request: pytest.FixtureRequest) -> None:
+    """Each test begins with systemd's start counter of the service at zero.
+
+    The tests start the service far more often than anyone would (restarts with new configs,
+    the TLS steps, an upgrade), and systemd refuses a sixth start within 10 s
+    ("start-limit-hit": the trixie run failed so in the upgrade test, after the TLS test's
+    restarts). That limit protects against crash loops, which these tests do not exercise;
+    `reset-failed` zeroes it (and NRestarts, which the watchdog tests read within one test).
+    """
+    if "machine" in request.fixturenames:
+        box: Machine = request.getfixturevalue("machine")
+        box.run("systemctl reset-failed pyimagestream", check=False)
+
+
 @pytest.fixture(scope="session")
 def debs() -> tuple[Path, Path]:
     """The freshly built package and a rebuilt one with a higher version."""
