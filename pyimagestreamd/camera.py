@@ -282,11 +282,15 @@ class CaptureSource(ABC):
         result: Applied | None = None
         try:
             if reset:
-                # Only the controls that are not there already: a driver may refuse some
-                # while streaming, and those at their default need nothing.
+                # Only the controls that are not there already (a driver may refuse some
+                # while streaming) and that are active: an inactive one is driven by an
+                # automatic mode (gain under auto gain), which setting it does not stop.
                 specs = self.control_specs()
-                targets = self.default_controls()
-                moved = {k: v for k, v in targets.items() if specs.get(k, {}).get("value") != v}
+                moved = {
+                    k: v
+                    for k, v in self.default_controls().items()
+                    if specs.get(k, {}).get("value") != v and not specs.get(k, {}).get("inactive")
+                }
                 values = {**moved, **values}
             result = self.set_controls(values) if values else Applied()
             if result.errors and not waiting:  # restored at open: nobody else is told

@@ -306,3 +306,26 @@ def test_reset_sets_only_the_controls_away_from_their_default() -> None:
         assert source.control_specs()["brightness"]["value"] == 128
     finally:
         assert source.ensure_stopped()
+
+
+class _AutoFlipSource(TestPatternSource):
+    """A test pattern whose flip is driven by an automatic mode (inactive), as gain is
+    under auto gain."""
+
+    def control_specs(self) -> dict[str, dict[str, Any]]:
+        specs = super().control_specs()
+        specs["horizontal_flip"]["inactive"] = True
+        return specs
+
+
+def test_reset_leaves_inactive_controls_alone() -> None:
+    """An inactive control away from its default is not set by reset."""
+    source = _AutoFlipSource(CameraConfig(name="p", source="testpattern", width=160, height=120))
+    source.ensure_started(_Sink())
+    try:
+        changed = source.controls.request({"brightness": 9, "horizontal_flip": 1})
+        assert changed.result(timeout(5)) is not None
+        result = source.controls.request({}, reset=True).result(timeout(5))
+        assert result == Applied({"brightness": 128}, {})
+    finally:
+        assert source.ensure_stopped()
