@@ -10,6 +10,7 @@ import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import vmlib
@@ -42,10 +43,10 @@ def start_daemon(tmp_path: Path) -> Iterator[Callable[..., vmlib.Daemon]]:
     """Start pyimagestreamd with the given cameras YAML; stopped and its log shown after."""
     daemons: list[vmlib.Daemon] = []
 
-    def start(cameras: str, log_level: str = "info") -> vmlib.Daemon:
+    def start(cameras: str, log_level: str = "info", **more: Any) -> vmlib.Daemon:
         sub = tmp_path / f"daemon{len(daemons)}"
         sub.mkdir()
-        daemon = vmlib.Daemon(cameras, sub, log_level)
+        daemon = vmlib.Daemon(cameras, sub, log_level, **more)
         daemons.append(daemon)
         return daemon
 

@@ -201,13 +201,23 @@ class Daemon:
     """pyimagestreamd from the source tree, as its own process, on a free loopback port."""
 
     def __init__(
-        self, cameras: str, tmp: Path, log_level: str = "info", listen: str = "127.0.0.1"
+        self,
+        cameras: str,
+        tmp: Path,
+        log_level: str = "info",
+        listen: str = "127.0.0.1",
+        *,
+        extra: str = "",
+        headers: dict[str, str] | None = None,
     ) -> None:
+        """`extra`: more top-level YAML (an `auth:` section, say); `headers` go with every
+        request of get() (credentials, then)."""
         self.port = free_port()
+        self.headers = headers or {}
         self.config = tmp / "pyimagestream.yaml"
         self.config.write_text(
             f"server: {{listen: {listen}, port: {self.port}}}\nlog_level: {log_level}\n"
-            f"cameras:\n{cameras}"
+            f"{extra}cameras:\n{cameras}"
         )
         self.log_path = tmp / "daemon.log"
         self._log = self.log_path.open("wb")
@@ -228,10 +238,9 @@ class Daemon:
         return True
 
     def get(self, path: str) -> tuple[int, bytes]:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", headers=self.headers)
         try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.port}{path}", timeout=timeout(30)
-            ) as r:
+            with urllib.request.urlopen(req, timeout=timeout(30)) as r:
                 return r.status, r.read()
         except urllib.error.HTTPError as err:
             return err.code, err.read()
