@@ -13,8 +13,9 @@ kind with `classify` (so the gate knows what is asked), then hands the paths bel
 
 The state-changing ones require the `X-PyImageStream` header that only our own page sends
 (a cross-site page cannot without a CORS preflight, which is never granted), on top of the
-SameSite=Strict cookies. Plain GETs, because they must also work behind websockets'
-request parser, which accepts nothing else. Event-loop thread.
+SameSite=Strict cookies. They are GETs because they were written when websockets' request
+parser, which accepts nothing else, was the front door; the h11 front door takes POST (the
+camera settings API uses it), and moving these to POST is still to do. Event-loop thread.
 """
 
 from __future__ import annotations
