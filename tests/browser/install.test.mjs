@@ -10,14 +10,21 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import { chromium } from "playwright-core";
 import * as check from "./lib/checks.mjs";
-import { CHROMIUM, CHROMIUM_ARGS, startDaemon, waitFor } from "./lib/harness.mjs";
+import { CHROMIUM, CHROMIUM_ARGS, oneAccount, startDaemon, waitFor } from "./lib/harness.mjs";
 
 let daemon;
+let guarded; // with an account: its login page stays (without, it goes on to the viewer)
+let accounts;
 let context;
 let profile;
 
 before(async () => {
   daemon = await startDaemon({ front: { width: 640, height: 360, fps: 10, stop_delay: 1 } });
+  accounts = oneAccount();
+  guarded = await startDaemon(
+    { front: { width: 640, height: 360, fps: 10, stop_delay: 1 } },
+    { extraYaml: accounts.yaml, headers: { Authorization: accounts.authorization } },
+  );
   // A persistent profile: Playwright's default contexts are incognito, and Chromium never
   // installs from incognito (its only installability error there is "in-incognito").
   profile = mkdtempSync(path.join(os.tmpdir(), "pyimagestream-profile-"));
@@ -32,6 +39,8 @@ before(async () => {
 after(async () => {
   await context?.close();
   await daemon?.close();
+  await guarded?.close();
+  if (accounts) rmSync(accounts.dir, { recursive: true, force: true });
   if (profile) rmSync(profile, { recursive: true, force: true });
 });
 
@@ -89,10 +98,14 @@ test("the viewer is installable: manifest without errors, no installability erro
 
 test("the login page and a share link's page link the same manifest and theme colour", async () => {
   const page = await context.newPage();
-  for (const url of [`${daemon.url}login.html`, `${daemon.url}share/not-a-valid-token`]) {
+  // On the daemon with an account: without accounts login.html goes on to the viewer at
+  // once, and the manifest asked for could be the viewer's (or the page gone: "Not attached
+  // to an active page", as a CI run failed).
+  for (const url of [`${guarded.url}login.html`, `${guarded.url}share/not-a-valid-token`]) {
     await page.goto(url);
+    assert.equal(page.url(), url, "the page stayed where it was opened");
     const { manifest } = await manifestOf(page);
-    assert.equal(manifest.url, `${daemon.url}manifest.webmanifest`, `${url}: manifest`);
+    assert.equal(manifest.url, `${guarded.url}manifest.webmanifest`, `${url}: manifest`);
     assert.deepEqual(manifest.errors, [], `${url}: manifest errors`);
     assert.equal(await page.getAttribute('meta[name="theme-color"]', "content"), "#111417", `${url}: theme colour`);
     assert.match(await page.getAttribute('meta[name="viewport"]', "content"), /width=device-width/, `${url}: viewport`);

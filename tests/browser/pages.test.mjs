@@ -4,13 +4,10 @@
 // colours (compared with the viewer page at the same size in the same engine). Screenshots
 // go to test-artifacts/browser/ (ENGINE-login-WxH.png, ENGINE-link-WxH.png).
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
+import { rmSync, writeFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import { launchEngine } from "./lib/engines.mjs";
-import { REPO, artifactPath, launchBrowser, sleep, startDaemon, waitFor } from "./lib/harness.mjs";
+import { artifactPath, launchBrowser, oneAccount, sleep, startDaemon, waitFor } from "./lib/harness.mjs";
 
 const SIZES = [
   [390, 844],
@@ -80,29 +77,23 @@ async function launchChromium() {
 // account (without accounts everyone is let in, and the login page goes straight on to the
 // viewer).
 const CAMERAS = { front: { width: 640, height: 360, fps: 5, stop_delay: 1 } };
-const dir = mkdtempSync(path.join(os.tmpdir(), "pyimagestream-pages-"));
-const authYaml =
-  `auth:\n  users_file: ${JSON.stringify(path.join(dir, "users"))}\n` +
-  `  state_directory: ${JSON.stringify(path.join(dir, "state"))}\n`;
+let accounts;
 let daemon;
 let guarded;
 
 before(async () => {
-  const config = path.join(dir, "cli.yaml");
-  writeFileSync(config, `${authYaml}cameras: {front: {}}\n`);
-  execFileSync(path.join(REPO, ".venv", "bin", "python"), ["-m", "pyimagestreamd", "--config", config, "user", "add", "anna"], {
-    cwd: REPO,
-    input: "a long enough password\n",
-  });
+  accounts = oneAccount();
   daemon = await startDaemon(CAMERAS);
-  const basic = "Basic " + Buffer.from("anna:a long enough password").toString("base64");
-  guarded = await startDaemon(CAMERAS, { extraYaml: authYaml, headers: { Authorization: basic } });
+  guarded = await startDaemon(CAMERAS, {
+    extraYaml: accounts.yaml,
+    headers: { Authorization: accounts.authorization },
+  });
 });
 
 after(async () => {
   await guarded?.close();
   await daemon?.close();
-  rmSync(dir, { recursive: true, force: true });
+  if (accounts) rmSync(accounts.dir, { recursive: true, force: true });
 });
 
 for (const engineName of ["chromium", "firefox", "webkit"]) {

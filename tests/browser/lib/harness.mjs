@@ -21,7 +21,7 @@
 //   sleep(ms)
 //   track(child)               kill this child process when the test process exits
 
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import https from "node:https";
@@ -100,6 +100,27 @@ function yamlCameras(cameras) {
 
 /** The daemon of this tree on 127.0.0.1 with cameras {name: {width, height, fps, ...}};
  * source defaults to the test pattern; webRoot defaults to the tree's web/. */
+/**
+ * An `auth:` section with one account, made with the daemon's own `user add` in a new
+ * folder (users file and state directory), for a daemon that is not in the no-accounts
+ * mode (where the login page goes straight on to the viewer). Returns the YAML to pass as
+ * startDaemon's extraYaml, the account's Basic Authorization header, and the folder.
+ */
+export function oneAccount(name = "anna", password = "a long enough password") {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "pyimagestream-accounts-"));
+  const yaml =
+    `auth:\n  users_file: ${JSON.stringify(path.join(dir, "users"))}\n` +
+    `  state_directory: ${JSON.stringify(path.join(dir, "state"))}\n`;
+  const config = path.join(dir, "cli.yaml");
+  writeFileSync(config, `${yaml}cameras: {front: {}}\n`);
+  execFileSync(path.join(REPO, ".venv", "bin", "python"), ["-m", "pyimagestreamd", "--config", config, "user", "add", name], {
+    cwd: REPO,
+    input: `${password}\n`,
+  });
+  const authorization = "Basic " + Buffer.from(`${name}:${password}`).toString("base64");
+  return { yaml, authorization, dir };
+}
+
 export async function startDaemon(
   cameras,
   { maxClients = 100, webRoot = path.join(REPO, "web"), extraYaml = "", headers = {}, tls = null } = {},
