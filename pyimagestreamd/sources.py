@@ -1,15 +1,15 @@
 """Sources: the registry of capture source types, explicit in one table.
 
 A camera's `source:` value picks its type (`testpattern`, a `/dev/...` V4L2 node, `exec`
-with a command, an `http(s)://` URL). Each type brings the names of its own config keys,
-the schema function that validates them (living beside the source: `v4l2config.py`,
-`pipeline.py`, `netcam.py`) and a factory for its `CaptureSource`. config.py asks this
-table which type a camera is and lets the type validate its keys; the daemon is handed a
-`SourceFactory` (by default `create_source` below; tests pass their own fakes) and never
-imports a source module itself.
+with a command, an `http(s)://` URL, `libcamera`). Each type brings the names of its own
+config keys, the schema function that validates them (living beside the source:
+`v4l2config.py`, `pipeline.py`, `netcam.py`, `libcameraconfig.py`) and a factory for its
+`CaptureSource`. config.py asks this table which type a camera is and lets the type
+validate its keys; the daemon is handed a `SourceFactory` (by default `create_source`
+below; tests pass their own fakes) and never imports a source module itself.
 
-The V4L2 and test-pattern classes are imported when a camera of that kind is created:
-they pull in numpy and linuxpy, which `--check-config` does not need.
+The V4L2, libcamera and test-pattern classes are imported when a camera of that kind is
+created: they pull in numpy and linuxpy, which `--check-config` does not need.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pyimagestreamd import netcam, pipeline, v4l2config
+from pyimagestreamd import libcameraconfig, netcam, pipeline, v4l2config
 from pyimagestreamd.schema import Checker, Path, SourceOptions
 
 if TYPE_CHECKING:
@@ -61,6 +61,12 @@ def _v4l2(config: CameraConfig) -> CaptureSource:
     return V4L2Source(config)
 
 
+def _libcamera(config: CameraConfig) -> CaptureSource:
+    from pyimagestreamd.libcamerasource import LibcameraSource  # noqa: PLC0415 - numpy on use
+
+    return LibcameraSource(config)
+
+
 SOURCE_TYPES = (
     SourceType(
         TESTPATTERN, "testpattern", lambda s: s == TESTPATTERN, (), _no_options, _testpattern
@@ -77,10 +83,19 @@ SOURCE_TYPES = (
     SourceType(
         "http", "http", netcam.claims, netcam.KEYS, netcam.parse_options, netcam.NetworkSource
     ),
+    SourceType(
+        libcameraconfig.LIBCAMERA,
+        "libcamera",
+        libcameraconfig.claims,
+        libcameraconfig.KEYS,
+        libcameraconfig.parse_options,
+        _libcamera,
+    ),
 )
 EXPECTED_SOURCE = (
     f"'{TESTPATTERN}', a V4L2 device path such as /dev/video0, '{pipeline.EXEC}' (with a"
-    " command) or an http:// or https:// URL"
+    " command), an http:// or https:// URL or 'libcamera' (optionally 'libcamera:<camera id or"
+    " index>')"
 )
 
 

@@ -21,7 +21,8 @@ def test_shipped_config_is_valid_and_matches_code_defaults() -> None:
 
 
 def test_shipped_config_examples_are_valid_when_uncommented() -> None:
-    """The commented camera entries in etc/pyimagestream.yaml (webcam, Pi camera, RTSP) validate."""
+    """The commented camera entries in etc/pyimagestream.yaml (webcam, Pi camera, native
+    libcamera, RTSP) validate."""
     import re
 
     lines = (TOP / "etc" / "pyimagestream.yaml").read_text().splitlines()
@@ -30,6 +31,7 @@ def test_shipped_config_examples_are_valid_when_uncommented() -> None:
     assert [(c.name, c.kind) for c in cfg.cameras] == [
         ("webcam", "v4l2"),
         ("picam", "exec"),
+        ("picam-native", "libcamera"),
         ("rtsp", "exec"),
     ]
     assert cfg.cameras[1].options.command[0] == "rpicam-vid"  # type: ignore[attr-defined]
@@ -119,12 +121,12 @@ BAD = [
     ("cameras:\n  c:\n    quality: 101\n", "cameras.c.quality: invalid value 101: expected an integer 1..100 (line 3)"),
     ("cameras:\n  c:\n    stop_delay: -1\n", "cameras.c.stop_delay: invalid value -1: expected a number of seconds 0..3600 (line 3)"),
     ("cameras:\n  c:\n    stop_delay: .nan\n", "cameras.c.stop_delay: invalid value nan: expected a number of seconds 0..3600 (line 3)"),
-    ("cameras:\n  c:\n    source: video0\n", "cameras.c.source: invalid value 'video0': expected 'testpattern', a V4L2 device path such as /dev/video0, 'exec' (with a command) or an http:// or https:// URL (line 3)"),
+    ("cameras:\n  c:\n    source: video0\n", "cameras.c.source: invalid value 'video0': expected 'testpattern', a V4L2 device path such as /dev/video0, 'exec' (with a command), an http:// or https:// URL or 'libcamera' (optionally 'libcamera:<camera id or index>') (line 3)"),
     ("cameras:\n  c:\n    source: /dev/video0\n    format: h264\n", "cameras.c.format: invalid value 'h264': expected one of auto, mjpeg, yuyv, nv12, yu12 (line 4)"),
     ("cameras:\n  c:\n    source: /dev/video0\n    resolution: 1080p\n", "cameras.c.resolution: unknown key: expected one of source, width, height, fps, quality, stop_delay, format, yuv_range, input, controls (line 4)"),
     ("cameras:\n  c:\n    resolution: 1080p\n", "cameras.c.resolution: unknown key: expected one of source, width, height, fps, quality, stop_delay (line 3)"),
     ("cameras:\n  c:\n    format: mjpeg\n", "cameras.c.format: unknown key for a testpattern source (format is a V4L2 key): expected one of source, width, height, fps, quality, stop_delay (line 3)"),
-    ("cameras:\n  c:\n    source: 7\n", "cameras.c.source: invalid value 7: expected 'testpattern', a V4L2 device path such as /dev/video0, 'exec' (with a command) or an http:// or https:// URL (line 3)"),
+    ("cameras:\n  c:\n    source: 7\n", "cameras.c.source: invalid value 7: expected 'testpattern', a V4L2 device path such as /dev/video0, 'exec' (with a command), an http:// or https:// URL or 'libcamera' (optionally 'libcamera:<camera id or index>') (line 3)"),
     ("cameras:\n  c: {source: exec}\n", "cameras.c.command: invalid value None: expected a command: a list of arguments or one string split like a shell does (no shell runs)"),
     ("cameras:\n  c:\n    source: exec\n    command: [ffmpeg, 3]\n", "cameras.c.command: invalid value 3: expected arguments that are strings without NUL (line 4)"),
     ("cameras:\n  c:\n    source: exec\n    command: \"rpicam-vid 'x\"\n", "cameras.c.command: invalid value \"rpicam-vid 'x\": expected a command: a list of arguments or one string split like a shell does (no shell runs); No closing quotation (line 4)"),
