@@ -4,18 +4,18 @@ Part of the HTTP side of the server, after the gate: the server names each path'
 kind with `classify` (so the gate knows what is asked), then hands the paths below to
 `AccountAPI.handle`, which answers with a `Reply` the server sends as it is.
 
-  GET /api/login          Authorization: Basic (from web/login.js) -> session cookie
-  GET /api/session        {"kind", "name", "role"} of the caller, or 401
-  GET /api/logout         ends the session; its WebSockets are closed at once
-  GET /api/shares         admin: the live share links (no tokens)
-  GET /api/shares/revoke?id=ID   admin: revoke one; its open streams are closed at once
-  GET /share/TOKEN        sets the share cookie and opens the page on that link's camera
+  POST /api/login         Authorization: Basic (from web/login.js) -> session cookie
+  GET  /api/session       {"kind", "name", "role"} of the caller, or 401
+  POST /api/logout        ends the session; its WebSockets are closed at once
+  GET  /api/shares        admin: the live share links (no tokens)
+  POST /api/shares/revoke?id=ID   admin: revoke one; its open streams are closed at once
+  GET  /share/TOKEN       sets the share cookie and opens the page on that link's camera
 
-The state-changing ones require the `X-PyImageStream` header that only our own page sends
-(a cross-site page cannot without a CORS preflight, which is never granted), on top of the
-SameSite=Strict cookies. They are GETs because they were written when websockets' request
-parser, which accepts nothing else, was the front door; the h11 front door takes POST (the
-camera settings API uses it), and moving these to POST is still to do. Event-loop thread.
+The ones that change something are POSTs (a GET gets 405, routes.py), and pass the checks
+of every POST first (posts.py: our own Origin, a bounded body). They also require the
+`X-PyImageStream` header that only our own page sends (a cross-site page cannot without a
+CORS preflight, which is never granted), on top of the SameSite=Strict cookies.
+Event-loop thread.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ from pyimagestreamd.gate import (
 )
 
 ACCOUNT_PATHS = ("/api/login", "/api/session", "/api/logout", "/api/shares", "/api/shares/revoke")
+# The ones that change something: POST only.
+CHANGE_PATHS = ("/api/login", "/api/logout", "/api/shares/revoke")
 
 
 @dataclass(frozen=True, slots=True)

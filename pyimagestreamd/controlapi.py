@@ -17,8 +17,9 @@ it refused some). A camera that is asleep or offline keeps the values for its ne
 into the YAML.
 
 Cross-site requests: besides the SameSite=Strict session cookie, a POST must come from our
-own origin when it has an Origin header (as the WebSocket, access.py), and a body must be
-`application/json`, which a cross-site form cannot send. Event-loop thread only.
+own origin when it has an Origin header, and its body is bounded (posts.py); a change's
+body must be `application/json`, which a cross-site form cannot send. Event-loop thread
+only.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 import h11
 
-from pyimagestreamd import access, controlfile
+from pyimagestreamd import controlfile
 from pyimagestreamd.controls import Applied, BusyError, ControlError, validate
 from pyimagestreamd.gate import Principal
+from pyimagestreamd.posts import json_reply, read_post
 from pyimagestreamd.statefile import StateError
 from pyimagestreamd.static import Reply
 
@@ -46,8 +48,6 @@ log = logging.getLogger(__name__)
 
 PREFIX = "/api/camera/"
 ACTIONS = ("", "reset", "save")
-# A change request is a few controls by name: far below this.
-MAX_BODY = 16 * 1024
 # How long a request waits for the capture thread to apply it: one read (0.5 s) and the
 # ioctls; past it the values stay kept and the answer says they are not applied yet.
 APPLY_TIMEOUT = 5.0
@@ -63,36 +63,8 @@ def parse_path(path: str) -> tuple[str, str] | None:
     return camera, rest.lstrip("/")
 
 
-def _json(status: int, doc: dict[str, Any], *extra: tuple[str, str]) -> Reply:
-    body = (json.dumps(doc) + "\n").encode()
-    return Reply(
-        status,
-        (("Content-Type", "application/json"), ("Cache-Control", "no-store"), *extra),
-        body,
-    )
-
-
 def _error(status: int, text: str, *extra: tuple[str, str]) -> Reply:
-    return _json(status, {"error": text}, *extra)
-
-
-async def read_body(conn: Connection, h: h11.Connection, limit: int) -> bytes | None:
-    """The request body, or None if it is longer than `limit` (the rest is not read).
-
-    Unbounded in time: the caller puts it under the request timeout."""
-    body = bytearray()
-    while True:
-        event = h.next_event()
-        if event is h11.NEED_DATA:
-            h.receive_data(await conn.read())
-        elif isinstance(event, h11.Data):
-            body += event.data
-            if len(body) > limit:
-                return None
-        elif isinstance(event, h11.EndOfMessage):
-            return bytes(body)
-        else:
-            return None  # the connection ended inside the body
+    return json_reply(status, {"error": text}, *extra)
 
 
 class ControlAPI:
@@ -121,29 +93,9 @@ class ControlAPI:
             return _error(405, "method not allowed", ("Allow", allowed)), True
         body = b""
         if method == "POST":
-            srv = self.server.config.server
-            secure = self.server.tls is not None
-            if not access.origin_allowed(
-                headers.get("origin"), headers.get("host"), secure, srv.allowed_origins
-            ):
-                self.server.stats.refused("origin")
-                origin = headers.get("origin", "")[:80]
-                self.server.warnings.warning(
-                    "settings-origin", "refused a settings change from origin %s", origin
-                )
-                return _error(403, "origin not allowed"), True
-            # A declared length over the bound is refused unread; a chunked body is
-            # bounded while it is read.
-            length = headers.get("content-length", "0")
-            if not length.isdigit() or int(length) > MAX_BODY:
-                return _error(413, f"request body over {MAX_BODY} bytes"), True
-            try:
-                async with asyncio.timeout(srv.request_timeout):
-                    got = await read_body(conn, h, MAX_BODY)
-            except TimeoutError:
-                return _error(408, "request body not received in time"), True
-            if got is None:
-                return _error(413, f"request body over {MAX_BODY} bytes"), True
+            got = await read_post(self.server, conn, h, headers, "a settings change")
+            if isinstance(got, Reply):
+                return got, True
             body = got
         elif not await conn.finish_request(h):
             return _error(413, "request bodies are not accepted here"), True
@@ -169,7 +121,7 @@ class ControlAPI:
         return await self._change(runner, values, principal), False
 
     def _show(self, runner: CameraRunner) -> Reply:
-        return _json(
+        return json_reply(
             200,
             {
                 "camera": runner.name,
@@ -206,13 +158,13 @@ class ControlAPI:
         if result is None:
             doc.update(applied=False, kept=values, reset=reset)
             doc["note"] = "kept: applied when the camera starts"
-            return _json(202, doc)
+            return json_reply(202, doc)
         doc.update(applied=True, values=result.values, errors=result.errors)
         doc["controls"] = runner.source.control_specs()
         if result.errors:
             doc["error"] = "; ".join(result.errors.values())
-            return _json(409, doc)
-        return _json(200, doc)
+            return json_reply(409, doc)
+        return json_reply(200, doc)
 
     async def _save(self, runner: CameraRunner, who: Principal) -> Reply:
         values = runner.controls.wanted()
@@ -223,7 +175,7 @@ class ControlAPI:
             log.error("camera %s: cannot save its controls: %s", runner.name, exc)
             return _error(500, f"cannot save: {exc}")
         log.info("camera %s: controls saved by %s: %s", runner.name, who.name, values or "none")
-        return _json(200, {"camera": runner.name, "saved": values})
+        return json_reply(200, {"camera": runner.name, "saved": values})
 
 
 def _unknown(camera: str) -> dict[str, dict[str, Any]]:

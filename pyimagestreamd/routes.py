@@ -14,7 +14,8 @@ and WebSockets (websocket.py), under our own paths and the spellings other tools
 
 `?camera=NAME` picks the camera on any of them (the first camera by default), `?fps=N`
 caps a stream's rate. Only GET and HEAD (405 otherwise), no request bodies (413), except
-the settings API's POSTs.
+the POSTs that change something (posts.py): log in, log out, revoke a share link, and the
+settings API's.
 Event-loop thread only.
 """
 
@@ -32,13 +33,14 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import h11
 
 from pyimagestreamd import __version__, access, metrics, state
-from pyimagestreamd.authapi import ACCOUNT_PATHS, AccountAPI, classify
+from pyimagestreamd.authapi import ACCOUNT_PATHS, CHANGE_PATHS, AccountAPI, classify
 from pyimagestreamd.camera import CameraState
 from pyimagestreamd.controlapi import ControlAPI, parse_path
 from pyimagestreamd.gate import Gate, Principal, Refusal
 from pyimagestreamd.httpd import Connection
 from pyimagestreamd.hub import Hub
 from pyimagestreamd.mjpegpush import response_head, serve_mjpeg
+from pyimagestreamd.posts import read_post
 from pyimagestreamd.static import Reply, serve_file, text_reply
 from pyimagestreamd.websocket import serve_websocket
 
@@ -199,6 +201,10 @@ class Router:
                 conn, h, method, route, headers, principal=principal
             )
             return self.reply(conn, h, reply, method == "HEAD", close=close)
+        if route.path in ACCOUNT_PATHS or route.path.startswith("/share/"):
+            return await self._account(
+                conn, h, method, route, headers, target=target, principal=principal
+            )
         if method not in ("GET", "HEAD") or (route.kind == "websocket" and method != "GET"):
             stats.refused("method")
             allow = "GET" if route.kind == "websocket" else "GET, HEAD"
@@ -210,15 +216,6 @@ class Router:
                 conn, h, text_reply(413, "request bodies are not accepted"), close=True
             )
         head = method == "HEAD"
-        if route.path in ACCOUNT_PATHS or route.path.startswith("/share/"):
-            query = urlsplit(target).query
-            answer = await self.account_api.handle(conn.peer, route.path, query, headers, principal)
-            reply = Reply(answer.status, (
-                ("Content-Type", answer.content_type),
-                ("Cache-Control", "no-store"),
-                *answer.headers.items(),
-            ), answer.body)  # fmt: skip
-            return self.reply(conn, h, reply, head)
         if route.kind == "websocket":
             await serve_websocket(self.server, conn, h, request, headers, route)
             return False
@@ -246,6 +243,41 @@ class Router:
         if route.kind == "snapshot":
             return self.reply(conn, h, await self._snapshot(conn, runner.hub), head)
         return await self._stream(conn, h, route, runner.hub, head)
+
+    async def _account(
+        self,
+        conn: Connection,
+        h: h11.Connection,
+        method: str,
+        route: Route,
+        headers: dict[str, str],
+        *,
+        target: str,
+        principal: Principal,
+    ) -> bool:
+        """The account routes (authapi.py): the ones that change something are POSTs."""
+        allow = "POST" if route.path in CHANGE_PATHS else "GET, HEAD"
+        if method not in allow.split(", "):
+            self.server.stats.refused("method")
+            reply = text_reply(405, "method not allowed", ("Allow", allow))
+            return self.reply(conn, h, reply, close=True)
+        if method == "POST":
+            # Nothing is read from the body, but it is bounded as any POST's.
+            body = await read_post(self.server, conn, h, headers, f"a POST to {route.path}")
+            if isinstance(body, Reply):
+                return self.reply(conn, h, body, close=True)
+        elif not await conn.finish_request(h):
+            self.server.stats.refused("oversize")
+            reply = text_reply(413, "request bodies are not accepted")
+            return self.reply(conn, h, reply, close=True)
+        query = urlsplit(target).query
+        answer = await self.account_api.handle(conn.peer, route.path, query, headers, principal)
+        reply = Reply(answer.status, (
+            ("Content-Type", answer.content_type),
+            ("Cache-Control", "no-store"),
+            *answer.headers.items(),
+        ), answer.body)  # fmt: skip
+        return self.reply(conn, h, reply, method == "HEAD")
 
     async def _snapshot(self, conn: Connection, hub: Hub) -> Reply:
         timeout = self.server.config.server.snapshot_timeout

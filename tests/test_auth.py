@@ -16,6 +16,7 @@ from conftest import check_jpeg, timeout, ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from pyimagestreamd.accounts import User, hash_password, write_users
+from pyimagestreamd.posts import MAX_BODY
 from pyimagestreamd.shares import Shares
 
 PASSWORD = "correct horse"
@@ -123,7 +124,9 @@ async def test_curl_and_ffmpeg_with_basic(start_daemon: Any, tmp_path: Path) -> 
 
 async def login(rd: Any, name: str = "anna", password: str = PASSWORD) -> tuple[int, str]:
     status, headers, _ = await rd.get(
-        "/api/login", headers={"Authorization": basic(name, password), "X-PyImageStream": "1"}
+        "/api/login",
+        method="POST",
+        headers={"Authorization": basic(name, password), "X-PyImageStream": "1"},
     )
     cookie = headers.get("Set-Cookie", "")
     return status, cookie
@@ -147,7 +150,7 @@ async def test_login_session_survives_restart_and_logout_closes_streams(
         await ws.send("next")
         check_jpeg(await asyncio.wait_for(ws.recv(), timeout(10)))  # type: ignore[arg-type]
         status, headers, _ = await rd.get(
-            "/api/logout", headers={"Cookie": session, "X-PyImageStream": "1"}
+            "/api/logout", method="POST", headers={"Cookie": session, "X-PyImageStream": "1"}
         )
         assert status == 200 and "Max-Age=0" in headers["Set-Cookie"]
         with pytest.raises(ConnectionClosed) as closed:
@@ -164,8 +167,80 @@ async def test_logout_needs_the_page_header(start_daemon: Any, tmp_path: Path) -
     rd = await start_daemon(auth_yaml(tmp_path))
     _, cookie = await login(rd)
     session = cookie.split(";")[0]
-    assert (await rd.get("/api/logout", headers={"Cookie": session}))[0] == 403
+    assert (await rd.get("/api/logout", "POST", {"Cookie": session}))[0] == 403
     assert (await rd.get("/api/session", headers={"Cookie": session}))[0] == 200
+    status, headers, _ = await rd.get(
+        "/api/login", "POST", {"Authorization": basic("anna", PASSWORD)}
+    )
+    assert status == 403 and "Set-Cookie" not in headers
+
+
+async def test_account_changes_take_post_only(start_daemon: Any, tmp_path: Path) -> None:
+    """A GET (or HEAD) to log in, log out or revoke a link gets 405 with Allow: POST, and
+    changes nothing: no session made, the session and the link still work."""
+    rd = await start_daemon(auth_yaml(tmp_path))
+    share, token = Shares(tmp_path / "state" / "shares.json").create("door", 600)
+    _, cookie = await login(rd)
+    session = {"Cookie": cookie.split(";")[0], "X-PyImageStream": "1"}
+    admin = {"Authorization": basic("anna", PASSWORD), "X-PyImageStream": "1"}
+    for method in ("GET", "HEAD"):
+        status, headers, _ = await rd.get("/api/login", method, admin)
+        assert status == 405 and headers["Allow"] == "POST", method
+        assert "Set-Cookie" not in headers
+        status, headers, _ = await rd.get("/api/logout", method, session)
+        assert status == 405 and headers["Allow"] == "POST", method
+        assert "Set-Cookie" not in headers
+        status, headers, _ = await rd.get(f"/api/shares/revoke?id={share.id}", method, admin)
+        assert status == 405 and headers["Allow"] == "POST", method
+    assert (await rd.get("/api/session", headers=session))[0] == 200
+    assert (await rd.get(f"/share/{token}"))[0] == 200
+    # The reads stay GETs.
+    assert (await rd.get("/api/shares", "POST", admin))[0] == 405
+    assert (await rd.get("/api/session", "POST", session))[0] == 405
+
+
+async def test_account_posts_check_the_origin_and_bound_the_body(
+    start_daemon: Any, tmp_path: Path
+) -> None:
+    """Another Origin gets 403 and changes nothing, even with the page's header and an
+    admin's credentials; a body over MAX_BODY gets 413; our own origin works."""
+    rd = await start_daemon(auth_yaml(tmp_path))
+    share, token = Shares(tmp_path / "state" / "shares.json").create("door", 600)
+    _, cookie = await login(rd)
+    session = {"Cookie": cookie.split(";")[0], "X-PyImageStream": "1"}
+    admin = {"Authorization": basic("anna", PASSWORD), "X-PyImageStream": "1"}
+    revoke = f"/api/shares/revoke?id={share.id}"
+    for origin in ("http://evil.example", "null", f"https://127.0.0.1:{rd.port}"):
+        status, headers, _ = await rd.get("/api/login", "POST", {**admin, "Origin": origin})
+        assert status == 403 and "Set-Cookie" not in headers, origin
+        assert (await rd.get("/api/logout", "POST", {**session, "Origin": origin}))[0] == 403
+        assert (await rd.get(revoke, "POST", {**admin, "Origin": origin}))[0] == 403
+    assert (await rd.get("/api/session", headers=session))[0] == 200
+    assert (await rd.get(f"/share/{token}"))[0] == 200
+    big = {**admin, "Content-Length": str(MAX_BODY + 1)}
+    assert (await rd.get("/api/login", "POST", big))[0] == 413
+    own = {**admin, "Origin": f"http://127.0.0.1:{rd.port}"}
+    assert (await rd.get(revoke, "POST", own))[0] == 200
+    assert (await rd.get(f"/share/{token}"))[0] == 404
+
+
+async def test_page_logins_are_slowed_down_after_three_failures(
+    start_daemon: Any, tmp_path: Path
+) -> None:
+    """The login page's POSTs pass the same guard as Basic: wrong passwords end in 429."""
+    rd = await start_daemon(auth_yaml(tmp_path))
+    statuses = []
+    for _ in range(10):
+        status, headers, _ = await rd.get(
+            "/api/login",
+            "POST",
+            {"Authorization": basic("anna", "wrong-pass"), "X-PyImageStream": "1"},
+        )
+        statuses.append(status)
+        if status == 429:
+            break
+    assert statuses[:3] == [401] * 3 and statuses[-1] == 429, statuses
+    assert int(headers["Retry-After"]) >= 1
 
 
 async def test_share_link_opens_one_camera_until_revoked(start_daemon: Any, tmp_path: Path) -> None:
@@ -220,8 +295,8 @@ async def test_admin_lists_and_revokes_shares(start_daemon: Any, tmp_path: Path)
     assert status == 200 and token.encode() not in body
     assert [s["label"] for s in json.loads(body)["shares"]] == ["neighbour"]
     assert (await rd.get("/api/shares", headers=viewer))[0] == 403
-    assert (await rd.get(f"/api/shares/revoke?id={share.id}", headers=viewer))[0] == 403
-    assert (await rd.get(f"/api/shares/revoke?id={share.id}", headers=admin))[0] == 200
+    assert (await rd.get(f"/api/shares/revoke?id={share.id}", "POST", viewer))[0] == 403
+    assert (await rd.get(f"/api/shares/revoke?id={share.id}", "POST", admin))[0] == 200
     assert (await rd.get(f"/share/{token}"))[0] == 404
 
 

@@ -18,7 +18,7 @@ from conftest import timeout
 from test_auth import PASSWORD, auth_yaml, basic, login
 
 from pyimagestreamd import controlfile
-from pyimagestreamd.controlapi import MAX_BODY
+from pyimagestreamd.posts import MAX_BODY
 from pyimagestreamd.shares import Shares
 
 ADMIN = {"Authorization": basic("anna", PASSWORD)}

@@ -2,20 +2,19 @@
  * Account controls in the viewer's bar: who is logged in, "Log out", and for admins a
  * small panel listing the share links with a "Revoke" button each.
  *
- * Interface with the server (same words as pyimagestreamd/authapi.py), all GET with the
- * X-PyImageStream header that marks our own page:
- *   api/session              {kind: "local"|"user"|"share", name, role, accounts}
- *   api/logout               ends the session; the server closes its WebSockets
- *   api/shares               admin: {shares: [{id, camera, label, created_at, expires_at}]}
- *   api/shares/revoke?id=ID  admin: revoke one; its viewers are cut off at once
+ * Interface with the server (same words as pyimagestreamd/authapi.py), all with the
+ * X-PyImageStream header that marks our own page; the ones that change something POST:
+ *   GET  api/session              {kind: "local"|"user"|"share", name, role, accounts}
+ *   POST api/logout               ends the session; the server closes its WebSockets
+ *   GET  api/shares               admin: {shares: [{id, camera, label, created_at, expires_at}]}
+ *   POST api/shares/revoke?id=ID  admin: revoke one; its viewers are cut off at once
  * Nothing is shown without accounts (local-only default) or for a share link.
  */
 
 const HEADERS = { "X-PyImageStream": "1" };
 
-async function get(path) {
-  const response = await fetch(path, { headers: HEADERS, credentials: "same-origin", cache: "no-store" });
-  return response;
+function get(path, method = "GET") {
+  return fetch(path, { method, headers: HEADERS, credentials: "same-origin", cache: "no-store" });
 }
 
 function button(text, id) {
@@ -50,7 +49,7 @@ async function showShares(panel) {
     const revoke = button("Revoke");
     revoke.classList.add("revoke");
     revoke.addEventListener("click", async () => {
-      const done = await get(`api/shares/revoke?id=${encodeURIComponent(share.id)}`);
+      const done = await get(`api/shares/revoke?id=${encodeURIComponent(share.id)}`, "POST");
       if (done.ok) item.remove();
     });
     item.append(text, revoke);
@@ -76,7 +75,7 @@ async function start() {
   user.textContent = who.name;
   const logout = button("Log out", "logout");
   logout.addEventListener("click", async () => {
-    await get("api/logout");
+    await get("api/logout", "POST");
     window.location.replace("login.html");
   });
   tools.append(user);

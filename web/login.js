@@ -4,9 +4,9 @@
  * (HttpOnly: this script never sees it), then opens the viewer.
  *
  * Interface with the server (same words as pyimagestreamd/authapi.py):
- *   GET api/session  200 {kind, name, role}: already logged in -> straight to the viewer
- *   GET api/login    200: logged in; 401 wrong name or password; 429 too many failures,
- *                    Retry-After says when to try again (the button waits that long).
+ *   GET  api/session  200 {kind, name, role}: already logged in -> straight to the viewer
+ *   POST api/login    200: logged in; 401 wrong name or password; 429 too many failures,
+ *                     Retry-After says when to try again (the button waits that long).
  */
 
 const form = document.getElementById("login");
@@ -46,6 +46,7 @@ form.addEventListener("submit", async (event) => {
   let response;
   try {
     response = await fetch("api/login", {
+      method: "POST",
       headers: { ...HEADERS, Authorization: basic(name, password) },
       credentials: "same-origin",
       cache: "no-store",

@@ -495,7 +495,9 @@ def test_user_add_makes_every_route_ask_and_basic_works(machine: Machine) -> Non
         refused.value.close()  # the error holds the response and its socket
         token = base64.b64encode(b"anna:fish food 42").decode()
         request = urllib.request.Request(
-            BASE + "/api/login", headers={"Authorization": f"Basic {token}", "X-PyImageStream": "1"}
+            BASE + "/api/login",
+            headers={"Authorization": f"Basic {token}", "X-PyImageStream": "1"},
+            method="POST",
         )
         with urllib.request.urlopen(request, timeout=scaled(10)) as response:
             assert response.status == 200
@@ -560,7 +562,7 @@ def test_tls_login_on_the_installed_package(machine: Machine, tmp_path: Path) ->
             ),
             30,
         )
-        login = curl(*ca, "-D", "-", "-o", "/dev/null", "-u", "anna:fish food 42",
+        login = curl(*ca, "-D", "-", "-o", "/dev/null", "-u", "anna:fish food 42", "-X", "POST",
                      "-H", "X-PyImageStream: 1", "https://127.0.0.1:8888/api/login")  # fmt: skip
         assert login.returncode == 0, login.stderr
         head = login.stdout.lower()
