@@ -83,24 +83,24 @@ def configure(sock: socket.socket) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT, NOTSENT_LOWAT)
 
 
-def unsent_bytes(fd: int) -> int:
-    """Bytes the kernel holds for this socket that were not sent yet (0 if unknown)."""
+def _ioctl_int(fd: int, request: int) -> int:
+    """The int a socket ioctl answers (0 if unknown: not a socket, or not Linux)."""
     buf = array.array("i", [0])
     try:
-        fcntl.ioctl(fd, SIOCOUTQNSD, buf, True)
+        fcntl.ioctl(fd, request, buf, True)
     except OSError:
         return 0
     return int(buf[0])
+
+
+def unsent_bytes(fd: int) -> int:
+    """Bytes the kernel holds for this socket that were not sent yet (0 if unknown)."""
+    return _ioctl_int(fd, SIOCOUTQNSD)
 
 
 def queued_bytes(fd: int) -> int:
     """Bytes the kernel holds for this socket, unsent or unacknowledged (0 if unknown)."""
-    buf = array.array("i", [0])
-    try:
-        fcntl.ioctl(fd, SIOCOUTQ, buf, True)
-    except OSError:
-        return 0
-    return int(buf[0])
+    return _ioctl_int(fd, SIOCOUTQ)
 
 
 def path_estimate(sock: socket.socket | None) -> tuple[int, float, float]:

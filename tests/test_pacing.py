@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -56,7 +57,8 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
 
 
 def test_kernel_counts_on_a_real_socket(pair: tuple[socket.socket, socket.socket]) -> None:
-    """queued_bytes sees what a reader that does not read leaves; path_estimate reads tcp_info."""
+    """queued_bytes and unsent_bytes see what a reader that does not read leaves (0 for what
+    is not a socket); path_estimate reads tcp_info."""
     sender, reader = pair
     reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sender.setblocking(False)
@@ -66,10 +68,18 @@ def test_kernel_counts_on_a_real_socket(pair: tuple[socket.socket, socket.socket
             sent += sender.send(b"x" * 65536)
     except BlockingIOError:
         pass
-    assert pacing.queued_bytes(sender.fileno()) > 0
+    queued = pacing.queued_bytes(sender.fileno())
+    # The reader's window is full: some of it was not even sent.
+    assert 0 < pacing.unsent_bytes(sender.fileno()) <= queued
     mss, min_rtt, rate = pacing.path_estimate(sender)
     assert mss > 0 and min_rtt >= 0 and rate >= 0
     assert pacing.path_estimate(None) == (0, 0.0, 0.0)
+    read_end, write_end = os.pipe()
+    try:
+        assert pacing.queued_bytes(write_end) == pacing.unsent_bytes(write_end) == 0
+    finally:
+        os.close(read_end)
+        os.close(write_end)
 
 
 class _Transport:
