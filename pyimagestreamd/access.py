@@ -13,10 +13,11 @@ Pure functions of the header values and the config: no I/O, unit-tested without 
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from collections.abc import Iterable
 from urllib.parse import urlsplit
+
+from pyimagestreamd.addresses import is_ip_literal
 
 
 def local_names() -> frozenset[str]:
@@ -56,14 +57,6 @@ def split_host(host: str) -> tuple[str, int | None] | None:
             return None
         port = int(port_text)
     return name.lower().rstrip("."), port
-
-
-def is_ip_literal(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 def host_allowed(host: str | None, allowed: Iterable[str], names: frozenset[str]) -> bool:

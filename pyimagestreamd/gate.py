@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from pyimagestreamd.accounts import AccountError, Accounts, verify_password
+from pyimagestreamd.addresses import is_ip_literal
 from pyimagestreamd.config import Config
 from pyimagestreamd.loginguard import LoginGuard
 from pyimagestreamd.ratelimit import RateLimitedLog
@@ -148,9 +149,7 @@ def client_address(peer: str, forwarded_for: str | None, trusted: tuple[str, ...
     # anything further left was written by the client and proves nothing.
     hops = [h.strip() for h in forwarded_for.split(",")][-16:]
     for hop in reversed(hops):
-        try:
-            ipaddress.ip_address(hop)
-        except ValueError:
+        if not is_ip_literal(hop):
             return "invalid"  # a garbled header from a trusted proxy: trust nothing
         if not _in(hop, trusted):
             return hop

@@ -10,13 +10,13 @@ beyond checking that `web_root` is a folder with an index.html.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pyimagestreamd.addresses import is_ip_literal
 from pyimagestreamd.schema import Checker
 
 __all__ = ["ServerConfig", "parse_server"]
@@ -99,11 +99,7 @@ class ServerConfig:
 
 def _is_address(text: str) -> bool:
     """An IP address literal (v4 or v6) or a host name; nothing that could be two."""
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return len(text) <= 253 and HOST_NAME.fullmatch(text) is not None
-    return True
+    return is_ip_literal(text) or (len(text) <= 253 and HOST_NAME.fullmatch(text) is not None)
 
 
 def _string_list(
@@ -114,14 +110,6 @@ def _string_list(
     if not isinstance(value, list):
         raise check.fail(path, value, "a list of " + what)
     return [check.string(path, item, what, ok) for item in value]
-
-
-def _is_ip_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _check_web_root(check: Checker, web_root: Path, value: str) -> None:
@@ -209,7 +197,7 @@ def parse_server(check: Checker, value: object, base_dir: Path | None) -> Server
         ("server", "trusted_proxies"),
         srv.get("trusted_proxies", list(defaults.trusted_proxies)),
         "IP addresses like '127.0.0.1'",
-        _is_ip_address,
+        is_ip_literal,
     )
     listen = srv.get("listen", defaults.listen)
     check.string(

@@ -1,10 +1,14 @@
-"""Host allow-list and Origin check, as pure functions (no sockets)."""
+"""Host allow-list, Origin check and IP literals, as pure functions (no sockets)."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 
 from pyimagestreamd.access import host_allowed, local_names, origin_allowed, split_host
+from pyimagestreamd.addresses import is_ip_literal
 
 NAMES = frozenset({"localhost", "camhost", "camhost.local"})
 
@@ -50,3 +54,23 @@ def test_split_host_and_local_names() -> None:
     names = local_names()
     assert "localhost" in names
     assert any(n.endswith(".local") for n in names)
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [("127.0.0.1", True), ("::1", True), ("fe80::1", True), ("::ffff:10.0.0.1", True),
+     ("[::1]", False), ("127.0.0.1:80", False), ("localhost", False), ("", False),
+     ("1.2.3", False), (" 1.2.3.4", False)],
+)  # fmt: skip
+def test_ip_literals(text: str, ok: bool) -> None:
+    """An address as written is an IP literal; brackets, ports, names and spaces are not."""
+    assert is_ip_literal(text) is ok
+
+
+def test_the_config_side_does_not_import_the_request_side() -> None:
+    """Loading the configuration (serverconfig.py's checks of IP literals) imports no access.py."""
+    code = "import sys, pyimagestreamd.config; print('pyimagestreamd.access' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
