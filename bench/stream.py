@@ -2,10 +2,11 @@
 
 Run with `python -m bench.stream [--against DIR]` (`make bench-stream`). The daemon of each
 tree, its camera replaced by a source replaying 1080p JPEGs at 30 fps (~60 KB, as camera
-passthrough does), serves 1 and 10 cheap clients (tests/vm/guest/cheapclients.py, the
-readers of `make bench-vm`: WebSocket protocol 2 and /stream.mjpg) in a process of their
-own. CPU is the daemon's run time over the window, all threads, from /proc's schedstat (ns,
-not clock ticks), divided by the frames its clients received. With `--against`, the other
+passthrough does; bench/replay.py), serves 1 and 10 cheap clients
+(tests/vm/guest/cheapclients.py, the readers of `make bench-vm`: WebSocket protocol 2 and
+/stream.mjpg) in a process of their own. CPU is the daemon's run time over the window, all
+threads, from /proc's schedstat (ns, not clock ticks), divided by the frames its clients
+received. With `--against`, the other
 tree's daemon (e.g. a `git archive` of main) runs the same cases, the trees alternating
 round by round; the ratio is this tree's median over the other's. The µStreamer comparison
 is `make bench-vm`; this is the quick loop on the host for changes to the send path.
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 
 HERE = Path(__file__).resolve().parents[1]
+REPLAY = Path(__file__).resolve().with_name("replay.py")
 FPS = 30.0
 N_FRAMES = 8
 CASES = ("websocket:1", "websocket:10", "mjpeg:1", "mjpeg:10")
@@ -44,43 +46,6 @@ def make_frames(folder: Path) -> None:
         noise = np.random.default_rng(i).integers(-3, 4, y.shape, dtype=np.int16)
         y = np.clip(y.astype(np.int16) + noise, 0, 255).astype(np.uint8)
         (folder / f"{i}.jpg").write_bytes(encoder.encode_planes((y, u, v), 62))
-
-
-async def serve(folder: Path) -> None:
-    """The daemon of the tree this process imports from, with a 30 fps replay camera."""
-    import logging
-
-    import pyimagestreamd.daemon
-    from pyimagestreamd.camera import CaptureSource
-    from pyimagestreamd.config import parse_config
-    from pyimagestreamd.frame import Frame
-
-    frames = [(folder / f"{i}.jpg").read_bytes() for i in range(N_FRAMES)]
-
-    class ReplaySource(CaptureSource):
-        def open(self) -> None:
-            self.i = 0
-            self.due = time.monotonic()
-
-        def read(self, timeout: float) -> Frame | None:
-            self.due += 1 / FPS
-            time.sleep(max(0.0, self.due - time.monotonic()))
-            self.i += 1
-            return Frame(frames[self.i % N_FRAMES], 1920, 1080, time.monotonic(), time.time())
-
-        def close(self) -> None:
-            pass
-
-    logging.basicConfig(level=logging.WARNING)
-    config = parse_config(
-        "server: {listen: 127.0.0.1, port: 0, max_clients: 200}\n"
-        "cameras:\n  bench: {width: 1920, height: 1080, fps: 30, stop_delay: 60}\n"
-    )
-    daemon = pyimagestreamd.daemon.Daemon(config, source_factory=ReplaySource)
-    task = asyncio.ensure_future(daemon.run())
-    await daemon.wait_ready()
-    print(daemon.port, flush=True)
-    await task
 
 
 async def clients(port: int, kind: str, n: int, seconds: float) -> dict[str, float]:
@@ -113,9 +78,10 @@ def run_seconds(pid: int) -> float:
 def measure(tree: Path, folder: Path, case: str, seconds: float) -> tuple[float, float]:
     """(ms CPU per delivered frame, fps per client) of `tree`'s daemon for one case."""
     kind, n = case.split(":")
-    # This file's serve() with the other tree's package: the other tree may predate it.
+    # This tree's replay server with the other tree's package: the other tree may predate it.
     server = subprocess.Popen(
-        [sys.executable, __file__, "serve", str(folder)],
+        [sys.executable, str(REPLAY), str(folder), "--camera-fps", f"{FPS:g}",
+         "--interval", str(1 / FPS), "--paced"],
         stdout=subprocess.PIPE, text=True, cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)},
     )  # fmt: skip
     try:
@@ -140,7 +106,6 @@ def measure(tree: Path, folder: Path, case: str, seconds: float) -> tuple[float,
 def main() -> None:
     parser = argparse.ArgumentParser(prog="bench.stream")
     sub = parser.add_subparsers(dest="cmd")
-    sub.add_parser("serve").add_argument("folder", type=Path)
     cl = sub.add_parser("clients")
     cl.add_argument("port", type=int)
     cl.add_argument("kind")
@@ -151,9 +116,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cases", default=",".join(CASES))
     args = parser.parse_args()
-    if args.cmd == "serve":
-        asyncio.run(serve(args.folder))
-    elif args.cmd == "clients":
+    if args.cmd == "clients":
         print(json.dumps(asyncio.run(clients(args.port, args.kind, args.n, args.seconds))))
     else:
         compare(args.against, args.seconds, args.rounds, args.cases.split(","))

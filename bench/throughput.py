@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from bench.replay import HEIGHT, WIDTH, load_frames, serve_replay
 from pyimagestreamd import encoder
 
-WIDTH, HEIGHT = 1920, 1080
 N_FRAMES = 8
 
 
@@ -52,10 +52,6 @@ def make_frames(folder: Path) -> list[int]:
         (folder / f"{i}.jpg").write_bytes(jpeg)
         sizes.append(len(jpeg))
     return sizes
-
-
-def load_frames(folder: Path) -> list[bytes]:
-    return [(folder / f"{i}.jpg").read_bytes() for i in range(N_FRAMES)]
 
 
 # -- servers (run in their own process) -------------------------------------------------------
@@ -79,40 +75,9 @@ async def serve_bare(folder: Path) -> None:
 
 
 async def serve_daemon(folder: Path) -> None:
-    """pyimagestreamd itself, its camera replaced by a source replaying the JPEGs."""
-    import logging
-
-    import pyimagestreamd.daemon
-    from pyimagestreamd.camera import CaptureSource
-    from pyimagestreamd.config import parse_config
-    from pyimagestreamd.frame import Frame
-
-    frames = load_frames(folder)
-
-    class ReplaySource(CaptureSource):
-        """Publishes the JPEGs as fast as a 2000 fps camera would, untouched (passthrough)."""
-
-        def open(self) -> None:
-            self.i = 0
-
-        def read(self, timeout: float) -> Frame | None:
-            time.sleep(0.0005)
-            self.i += 1
-            return Frame(frames[self.i % len(frames)], WIDTH, HEIGHT, time.monotonic(), time.time())
-
-        def close(self) -> None:
-            pass
-
-    logging.basicConfig(level=logging.WARNING)
-    config = parse_config(
-        "server: {listen: 127.0.0.1, port: 0, max_clients: 200}\n"
-        "cameras:\n  bench: {width: 1920, height: 1080, fps: 240, stop_delay: 60}\n"
-    )
-    daemon = pyimagestreamd.daemon.Daemon(config, source_factory=ReplaySource)
-    task = asyncio.ensure_future(daemon.run())
-    await daemon.wait_ready()
-    print(daemon.port, flush=True)
-    await task
+    """pyimagestreamd itself, its camera replaced by a source publishing the JPEGs as fast
+    as a 2000 fps camera would, untouched (passthrough)."""
+    await serve_replay(load_frames(folder), camera_fps=240, interval=0.0005, paced=False)
 
 
 # -- clients (run in their own process) ------------------------------------------------------
