@@ -3,7 +3,8 @@
 After the router accepted an upgrade request, the HTTP connection hands its socket over to a
 `WebSocket`: the request head h11 parsed is re-serialized into websockets' `ServerProtocol`
 (plus any bytes that followed it), which validates the handshake and answers it; from then on
-every received byte goes to the protocol and every byte it wants to send goes through the
+every received byte goes to the protocol, through the reader that takes the clients' small
+messages in itself (wsreader.py), and every byte it wants to send goes through the
 connection's one bounded write path (httpd.py). That is the whole reason for driving the
 sans-I/O layer ourselves: websockets' asyncio server queues output (pongs to a ping flood,
 frames to a reader that never reads) without a bound we could set, while here a connection
@@ -26,12 +27,13 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import CLOSED, OPEN, State
+from websockets.protocol import CLOSED, OPEN
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
 from pyimagestreamd.httpd import Connection
 from pyimagestreamd.ratelimit import RateLimitedLog
+from pyimagestreamd.wsreader import MessageReader
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +96,9 @@ class WebSocket:
             logger=_WebsocketsLog(limiter),
         )
         self.messages: collections.deque[str | bytes] = collections.deque()
-        self._fragments: list[bytes | bytearray | memoryview] = []
-        self._fragment_opcode = Opcode.TEXT
+        self.reader = MessageReader(
+            self.protocol, MAX_MESSAGE_SIZE, self._on_message, self._on_control
+        )
         self._waiter: asyncio.Future[None] | None = None
         self._ping_payload: bytes | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -115,7 +118,9 @@ class WebSocket:
         """Run the opening handshake for a request h11 parsed; return the response sent."""
         request = Request(path, Headers(headers), "GET", version)
         self.conn.take_over_input(self._receive, self._receive_eof)
-        self.protocol.receive_data(request.serialize() + rest)
+        # The request alone: frames behind it go through the reader once the protocol is
+        # OPEN, so that it and websockets agree where each frame starts.
+        self.protocol.receive_data(request.serialize())
         events = self.protocol.events_received()
         if not events or not isinstance(events[0], Request):
             # websockets could not read back what h11 accepted (e.g. a non-ASCII path).
@@ -131,7 +136,7 @@ class WebSocket:
         if response.status_code == 101:
             self._schedule_ping()
             # Frames that came right behind the handshake (rare, but allowed).
-            self._process()
+            self._receive(rest)
         return response
 
     def _add_security_headers(self, response: Response) -> None:
@@ -147,18 +152,16 @@ class WebSocket:
     # -- I/O loop: data in, events out, data to send ------------------------------------
 
     def _receive(self, data: bytes) -> None:
-        self.protocol.receive_data(data)
+        self.reader.receive_data(data)
         self._process()
 
     def _receive_eof(self) -> None:
-        if self.protocol.state is not State.CLOSED:
-            self.protocol.receive_eof()
+        self.reader.receive_eof()
         self._process()
 
     def _process(self) -> None:
-        for event in self.protocol.events_received():
-            if isinstance(event, Frame):
-                self._on_frame(event)
+        # The reader has called back with every message and control frame; what is left
+        # is websockets' output (pongs, close frames) and the connection's state.
         self._flush()
         if self.protocol.close_expected() and self._close_timer is None:
             loop = asyncio.get_running_loop()
@@ -169,26 +172,17 @@ class WebSocket:
             self._queued = False
             self._wake()
 
-    def _on_frame(self, frame: Frame) -> None:
-        if frame.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
-            if frame.opcode is not Opcode.CONT:
-                self._fragment_opcode = frame.opcode
-            self._fragments.append(frame.data)
-            if not frame.fin:
-                return  # max_size bounds the sum of the fragments
-            data = b"".join(bytes(f) for f in self._fragments)
-            self._fragments.clear()
-            message: str | bytes = data
-            if self._fragment_opcode is Opcode.TEXT:
-                message = data.decode()  # the protocol checked UTF-8
-            if not self.messages and self.take_message is not None and self.take_message(message):
-                return
-            self._queued = True
-            if len(self.messages) >= MAX_INBOX:
-                self.overflowed = True
-                return
-            self.messages.append(message)
-        elif frame.opcode is Opcode.PONG and frame.data == self._ping_payload:
+    def _on_message(self, message: str | bytes) -> None:
+        if not self.messages and self.take_message is not None and self.take_message(message):
+            return
+        self._queued = True
+        if len(self.messages) >= MAX_INBOX:
+            self.overflowed = True
+            return
+        self.messages.append(message)
+
+    def _on_control(self, frame: Frame) -> None:
+        if frame.opcode is Opcode.PONG and frame.data == self._ping_payload:
             self._ping_payload = None
 
     def _flush(self) -> None:

@@ -19,7 +19,9 @@ FAST = "cameras:\n  cam:\n    width: 320\n    height: 240\n    fps: 100\n    sto
 BIG = "cameras:\n  cam: {width: 1280, height: 720, fps: 30, quality: 95}\n"
 
 
-def raw_websocket(port: int, host: str = "127.0.0.1", rcvbuf: int = 0) -> socket.socket:
+def raw_websocket(
+    port: int, host: str = "127.0.0.1", rcvbuf: int = 0, protocol: str = ""
+) -> socket.socket:
     """A WebSocket opened by hand, so that the test decides exactly what is read and when."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if rcvbuf:
@@ -27,9 +29,11 @@ def raw_websocket(port: int, host: str = "127.0.0.1", rcvbuf: int = 0) -> socket
     sock.settimeout(timeout(10))
     sock.connect((host, port))
     key = base64.b64encode(os.urandom(16)).decode()
+    offer = f"Sec-WebSocket-Protocol: {protocol}\r\n" if protocol else ""
     sock.sendall(
         f"GET /websocket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"{offer}\r\n".encode()
     )
     head = b""
     while b"\r\n\r\n" not in head:

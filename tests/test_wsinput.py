@@ -1,0 +1,145 @@
+"""Hostile WebSocket input against the real daemon: each bad frame closes with its code, quietly.
+
+Raw sockets send what websockets' client never would (bad masks, reserved bits and opcodes,
+huge lengths, invalid UTF-8, floods of tiny frames); the daemon must close each such
+connection with the close code RFC 6455 gives, log nothing above DEBUG, and keep serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import struct
+from typing import Any
+
+import pytest
+from conftest import check_jpeg, timeout, ws_connect
+from test_limits import frame, raw_websocket
+
+FAST = "cameras:\n  cam: {width: 160, height: 120, fps: 30}\n"
+NEXT = b'{"type":"next"}'
+
+
+def v2_websocket(port: int) -> socket.socket:
+    """A raw protocol-2 WebSocket (the subprotocol offered by hand)."""
+    return raw_websocket(port, protocol="pyimagestream.v2")
+
+
+def close_code(sock: socket.socket) -> int | None:
+    """Read the server's frames until its close frame; its code (None: the TCP end came first)."""
+    buf = b""
+
+    def need(n: int) -> bool:
+        nonlocal buf
+        while len(buf) < n:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                return False
+            buf += chunk
+        return True
+
+    with sock:
+        while need(2):
+            size = buf[1] & 0x7F
+            head = 2 + {126: 2, 127: 8}.get(size, 0)
+            if not need(head):
+                return None
+            if size >= 126:
+                (size,) = struct.unpack("!H" if size == 126 else "!Q", buf[2:head])
+            if not need(head + size):
+                return None
+            opcode, payload, buf = buf[0] & 0x0F, buf[head : head + size], buf[head + size :]
+            if opcode == 0x8:
+                return int(struct.unpack("!H", payload[:2])[0]) if payload else 1005
+    return None
+
+
+def unmasked(opcode: int, payload: bytes) -> bytes:
+    return bytes([0x80 | opcode, len(payload)]) + payload
+
+
+BAD_FRAMES = {
+    "unmasked text": (unmasked(0x1, NEXT), 1002),
+    "reserved opcode 3": (frame(0x3, b"x"), 1002),
+    "reserved opcode 0xB": (frame(0xB, b""), 1002),
+    "RSV1 on a small text": (bytes([0xC1]) + frame(0x1, NEXT)[1:], 1002),
+    "a continuation out of nowhere": (frame(0x0, b"x"), 1002),
+    "a final text inside a fragmented one": (bytes([0x01]) + frame(0x1, b"a")[1:] + frame(0x1, NEXT), 1002),
+    "invalid UTF-8 in a small text": (frame(0x1, b"\xff\xfe"), 1007),
+    "2**63 bytes announced": (bytes([0x82, 0xFF]) + struct.pack("!Q", 2**63) + os.urandom(4), 1009),
+    "1025 bytes announced": (bytes([0x81, 0xFE]) + struct.pack("!H", 1025) + os.urandom(4), 1009),
+    "a 126-byte ping": (bytes([0x89, 0xFE]) + struct.pack("!H", 126) + bytes(130), 1002),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(BAD_FRAMES))
+async def test_a_bad_frame_closes_with_its_code_and_logs_nothing(
+    start_daemon: Any, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each malformed client frame, after a good credit, gets its RFC close code; others go on."""
+    rd = await start_daemon(FAST)
+    data, code = BAD_FRAMES[name]
+
+    def attack() -> int | None:
+        sock = v2_websocket(rd.port)
+        sock.sendall(frame(0x1, NEXT) + data)
+        return close_code(sock)
+
+    with caplog.at_level(logging.INFO):
+        assert await asyncio.to_thread(attack) == code
+        async with ws_connect(rd) as ws:  # everyone else is served as before
+            await ws.send("x")
+            check_jpeg(await asyncio.wait_for(ws.recv(), timeout(10)))
+    assert [r.getMessage() for r in caplog.records if r.levelno > logging.INFO] == []
+
+
+async def test_a_flood_of_tiny_credits_is_a_protocol_error(start_daemon: Any) -> None:
+    """10,000 credits in one write overrun the window: closed with 1008, counted, others served."""
+    rd = await start_daemon(FAST)
+
+    def flood() -> int | None:
+        sock = v2_websocket(rd.port)
+        sock.sendall(frame(0x1, NEXT) * 10_000)
+        return close_code(sock)
+
+    assert await asyncio.to_thread(flood) == 1008
+    assert (await rd.state())["aborted"]["protocol_error"] == 1
+    async with ws_connect(rd) as ws:
+        await ws.send("x")
+        check_jpeg(await asyncio.wait_for(ws.recv(), timeout(10)))
+
+
+async def test_credits_cut_into_single_bytes_still_get_frames(start_daemon: Any) -> None:
+    """Credits sent a byte at a time, a ping among them: a frame for each, and the pong."""
+    rd = await start_daemon(FAST)
+
+    def slow_credits() -> tuple[int, bytes]:
+        sock = v2_websocket(rd.port)
+        data = frame(0x1, NEXT) + frame(0x9, b"pi") + frame(0x1, NEXT) * 2
+        with sock:
+            for i in range(len(data)):
+                sock.sendall(data[i : i + 1])
+            frames, pong, buf = 0, b"", b""
+            while frames < 3 or not pong:
+                buf += sock.recv(1 << 16)
+                while len(buf) >= 2:
+                    size = buf[1] & 0x7F
+                    head = 2 + {126: 2, 127: 8}.get(size, 0)
+                    if len(buf) < head:
+                        break
+                    if size >= 126:
+                        (size,) = struct.unpack("!H" if size == 126 else "!Q", buf[2:head])
+                    if len(buf) < head + size:
+                        break
+                    opcode, payload = buf[0] & 0x0F, buf[head : head + size]
+                    buf = buf[head + size :]
+                    frames += opcode == 0x2
+                    if opcode == 0xA:
+                        pong = payload
+            return frames, pong
+
+    frames, pong = await asyncio.wait_for(asyncio.to_thread(slow_credits), timeout(20))
+    assert frames == 3
+    assert pong == b"pi"
