@@ -1,40 +1,27 @@
 // Accounts in real Chromium: log in, watch, reload, log out (streams cut), wrong password and
 // back-off, a share link (one camera, revoked -> cut off), and no CSP violation anywhere.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { after, before, test } from "node:test";
+import { rmSync } from "node:fs";
+import { after, test } from "node:test";
 import * as check from "./lib/checks.mjs";
-import { REPO, launchBrowser, sleep, startDaemon, waitFor } from "./lib/harness.mjs";
+import { accounts, daemonAndBrowser, sleep, waitFor } from "./lib/harness.mjs";
 
 const CAMERAS = {
   fish: { width: 320, height: 240, fps: 15 },
   door: { width: 320, height: 240, fps: 15 },
 };
 const PASSWORD = "fish food 42";
-const python = path.join(REPO, ".venv", "bin", "python");
-const dir = mkdtempSync(path.join(os.tmpdir(), "pyimagestream-auth-"));
-const configFile = path.join(dir, "cli.yaml");
-const authYaml =
-  `auth:\n  users_file: ${JSON.stringify(path.join(dir, "users"))}\n` +
-  `  state_directory: ${JSON.stringify(path.join(dir, "state"))}\n  lock_after: 6\n  lock_duration: 3\n`;
-let daemon;
-let browser;
+// anna is an admin; the link tests run the command line (`share`) as an administrator would.
+const users = accounts(
+  { anna: "admin" },
+  { password: PASSWORD, extraAuth: "  lock_after: 6\n  lock_duration: 3\n", cameras: Object.keys(CAMERAS) },
+);
+const cli = users.cli;
+const env = daemonAndBrowser(CAMERAS, { extraYaml: users.yaml, headers: { Authorization: users.authorization } });
 const violations = [];
 
-/** The real command line, as an administrator runs it. */
-function cli(args, input = "") {
-  return execFileSync(python, ["-m", "pyimagestreamd", "--config", configFile, ...args], {
-    cwd: REPO,
-    input,
-    encoding: "utf-8",
-  });
-}
-
 async function newPage() {
-  const context = await browser.newContext({ viewport: { width: 1024, height: 700 } });
+  const context = await env.browser.newContext({ viewport: { width: 1024, height: 700 } });
   await context.addInitScript(() => {
     document.addEventListener("securitypolicyviolation", (e) => {
       console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`);
@@ -55,24 +42,13 @@ async function logIn(page, name, password) {
   await page.click("#submit");
 }
 
-before(async () => {
-  const { writeFileSync } = await import("node:fs");
-  writeFileSync(configFile, `${authYaml}cameras: {fish: {}, door: {}}\n`);
-  cli(["user", "add", "anna", "--role", "admin"], `${PASSWORD}\n`);
-  const basic = "Basic " + Buffer.from(`anna:${PASSWORD}`).toString("base64");
-  daemon = await startDaemon(CAMERAS, { extraYaml: authYaml, headers: { Authorization: basic } });
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await daemon?.close();
-  rmSync(dir, { recursive: true, force: true });
+after(() => {
+  rmSync(users.dir, { recursive: true, force: true });
 });
 
 test("the viewer sends a stranger to the login page; a wrong password says so", async () => {
   const page = await newPage();
-  await page.goto(`${daemon.url}#camera=fish`);
+  await page.goto(`${env.daemon.url}#camera=fish`);
   await waitFor("the login page", () => page.url().endsWith("/login.html#camera=fish"));
   await logIn(page, "anna", "not the password");
   await waitFor("the message", async () => (await page.textContent("#message")) === "Wrong name or password.");
@@ -81,7 +57,7 @@ test("the viewer sends a stranger to the login page; a wrong password says so", 
 
 test("log in, watch, reload (still logged in), log out: the other tab's stream is cut", async () => {
   const page = await newPage();
-  await page.goto(`${daemon.url}#camera=fish`);
+  await page.goto(`${env.daemon.url}#camera=fish`);
   await waitFor("the login page", () => page.url().includes("/login.html"));
   await logIn(page, "anna", PASSWORD);
   await waitFor("the viewer", () => !page.url().includes("login.html"));
@@ -92,7 +68,7 @@ test("log in, watch, reload (still logged in), log out: the other tab's stream i
   assert.equal(await page.textContent("#user"), "anna");
   // A second tab of the same browser shares the session cookie.
   const other = await page.context().newPage();
-  await other.goto(`${daemon.url}#camera=fish`);
+  await other.goto(`${env.daemon.url}#camera=fish`);
   await check.waitFrames(other, "fish", 5);
   await page.click("#logout");
   await waitFor("the login page after logout", () => page.url().includes("login.html"));
@@ -100,13 +76,13 @@ test("log in, watch, reload (still logged in), log out: the other tab's stream i
   const stopped = await check.frames(other, "fish");
   await sleep(1500);
   assert.equal(await check.frames(other, "fish"), stopped, "frames still arrive after logout");
-  const state = await daemon.state();
+  const state = await env.daemon.state();
   assert.equal(state.clients, 0, "the logged-out session still holds a WebSocket");
   await page.context().close();
 });
 
 test("a share link shows its camera only and stops at once when revoked", async () => {
-  const url = cli(["share", "fish", "--expires", "10m", "--label", "for Anna", "--base-url", daemon.url]).trim();
+  const url = cli(["share", "fish", "--expires", "10m", "--label", "for Anna", "--base-url", env.daemon.url]).trim();
   const page = await newPage();
   await page.goto(url);
   await waitFor("the viewer on fish", () => page.url().endsWith("/#camera=fish"));
@@ -129,7 +105,7 @@ test("a share link shows its camera only and stops at once when revoked", async 
 test("the admin panel lists share links and revokes one", async () => {
   cli(["share", "door", "--expires", "1h", "--label", "neighbour"]);
   const page = await newPage();
-  await page.goto(`${daemon.url}login.html`);
+  await page.goto(`${env.daemon.url}login.html`);
   await logIn(page, "anna", PASSWORD);
   await waitFor("the viewer", () => !page.url().includes("login.html"));
   await page.click("#shares-toggle");
@@ -143,7 +119,7 @@ test("the admin panel lists share links and revokes one", async () => {
 
 test("repeated wrong passwords are slowed down, with a message", async () => {
   const page = await newPage();
-  await page.goto(`${daemon.url}login.html`);
+  await page.goto(`${env.daemon.url}login.html`);
   for (let i = 0; i < 8; i += 1) {
     await logIn(page, "anna", `wrong ${i}`);
     await waitFor("an answer", async () => Boolean(await page.textContent("#message")));

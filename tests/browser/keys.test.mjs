@@ -4,25 +4,15 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import * as check from "./lib/checks.mjs";
-import { launchBrowser, openPage, sleep, startDaemon, waitFor } from "./lib/harness.mjs";
+import { daemonAndBrowser, openPage, sleep, waitFor } from "./lib/harness.mjs";
 
 // Ten cameras: the tenth has no key. Small and slow, so that the grid of ten costs little.
 const NAMES = ["c01", "c02", "c03", "c04", "c05", "c06", "c07", "c08", "c09", "c10"];
 const CAMERAS = Object.fromEntries(NAMES.map((n) => [n, { width: 160, height: 120, fps: 5, stop_delay: 1 }]));
-let daemon;
-let browser;
 
-before(async () => {
-  daemon = await startDaemon(CAMERAS);
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await daemon?.close();
-});
+const env = daemonAndBrowser(CAMERAS);
 
 async function shown(page) {
   return page.evaluate(() => ({
@@ -39,7 +29,7 @@ async function pressAndSettle(page, key) {
 }
 
 test("keys 1-9 open the camera at that place in the grid; other keys and places do nothing", async () => {
-  const page = await openPage(browser, daemon.url, { viewport: { width: 1280, height: 800 } });
+  const page = await openPage(env.browser, env.daemon.url, { viewport: { width: 1280, height: 800 } });
   await waitFor("ten tiles", async () => (await page.locator("main.grid a.tile").count()) === NAMES.length);
   const order = await page.locator("main.grid a.tile").evaluateAll((tiles) =>
     tiles.map((a) => decodeURIComponent(a.getAttribute("href").replace("#camera=", ""))),
@@ -87,7 +77,7 @@ test("keys 1-9 open the camera at that place in the grid; other keys and places 
 });
 
 test("D downloads the frame on screen, named by its capture time; in the grid it does nothing", async (t) => {
-  const page = await openPage(browser, `${daemon.url}#camera=c02`);
+  const page = await openPage(env.browser, `${env.daemon.url}#camera=c02`);
   await check.waitFrames(page, "c02", 3);
   // Paused, the frame on screen stays put: the download must be that frame, byte for byte.
   await pressAndSettle(page, " ");

@@ -2,24 +2,14 @@
 // sizes, zoom and pan by touch (pinch, pan, double tap), mouse (wheel, drag) and keys,
 // fallbacks with APIs removed before the page starts (the manifest: install.test.mjs).
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import * as check from "./lib/checks.mjs";
-import { artifactPath, launchBrowser, openPage, startDaemon, waitFor } from "./lib/harness.mjs";
+import { artifactPath, daemonAndBrowser, openPage, startDaemon, waitFor } from "./lib/harness.mjs";
 import { PIXELS_IN_PAGE, barOf, expectedBars } from "./lib/pixels.mjs";
 
 const CAMERAS = { front: { width: 1280, height: 720, fps: 15, stop_delay: 1 } };
-let daemon;
-let browser;
 
-before(async () => {
-  daemon = await startDaemon(CAMERAS);
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await daemon?.close();
-});
+const env = daemonAndBrowser(CAMERAS);
 
 const phone = { viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true };
 
@@ -95,7 +85,7 @@ test("portrait, landscape and desktop: no overflow, picture and controls where a
     [1280, 800],
   ]) {
     const mobile = width < 1000;
-    const page = await openPage(browser, `${daemon.url}#camera=front`, {
+    const page = await openPage(env.browser, `${env.daemon.url}#camera=front`, {
       viewport: { width, height },
       hasTouch: mobile,
       isMobile: mobile,
@@ -129,7 +119,7 @@ test("portrait, landscape and desktop: no overflow, picture and controls where a
 });
 
 test("pinch zooms into the full-resolution frame, a drag pans, zoom survives 100 frames, reset returns", async (t) => {
-  const page = await openPage(browser, `${daemon.url}#camera=front`, phone);
+  const page = await openPage(env.browser, `${env.daemon.url}#camera=front`, phone);
   const cdp = await page.context().newCDPSession(page);
   await check.waitFrames(page, "front", 3);
   const plain = assertShown(await barsRow(page), "unzoomed");
@@ -178,7 +168,7 @@ test("pinch zooms into the full-resolution frame, a drag pans, zoom survives 100
 });
 
 test("wheel and drag with a mouse, and the + - 0 keys, zoom and pan", async () => {
-  const page = await openPage(browser, `${daemon.url}#camera=front`);
+  const page = await openPage(env.browser, `${env.daemon.url}#camera=front`);
   await check.waitFrames(page, "front", 3);
   const plain = assertShown(await barsRow(page), "unzoomed");
   const picture = await box(page, "main.single .picture");
@@ -212,13 +202,13 @@ test("wheel and drag with a mouse, and the + - 0 keys, zoom and pan", async () =
 });
 
 test("without the Fullscreen API the button offers a full window, with no error", async () => {
-  const page = await openPage(browser, "about:blank", phone);
+  const page = await openPage(env.browser, "about:blank", phone);
   await page.addInitScript(() => {
     delete Element.prototype.requestFullscreen;
     delete Element.prototype.webkitRequestFullscreen;
     Object.defineProperty(Document.prototype, "fullscreenEnabled", { get: () => false });
   });
-  await page.goto(`${daemon.url}#camera=front`);
+  await page.goto(`${env.daemon.url}#camera=front`);
   await check.waitFrames(page, "front", 3);
   assert.equal((await page.textContent("#fullscreen .label")).trim(), "Full window");
   await page.tap("#fullscreen");
@@ -237,11 +227,11 @@ test("without the Fullscreen API the button offers a full window, with no error"
 });
 
 test("without createImageBitmap frames decode through img.decode() and every object URL is revoked", async (t) => {
-  const page = await openPage(browser, "about:blank");
+  const page = await openPage(env.browser, "about:blank");
   await page.addInitScript(() => {
     delete window.createImageBitmap;
   });
-  await page.goto(`${daemon.url}#camera=front`);
+  await page.goto(`${env.daemon.url}#camera=front`);
   await check.loadsCleanly(page, "front");
   await check.waitFrames(page, "front", 30);
   await check.pictureChanges(page, "front");
@@ -255,7 +245,7 @@ test("without createImageBitmap frames decode through img.decode() and every obj
 });
 
 test("a browser that can decode no JPEG gets a plain message and opens no connection", async () => {
-  const page = await openPage(browser, "about:blank");
+  const page = await openPage(env.browser, "about:blank");
   await page.addInitScript(() => {
     delete window.createImageBitmap;
     delete HTMLImageElement.prototype.decode;
@@ -266,14 +256,14 @@ test("a browser that can decode no JPEG gets a plain message and opens no connec
       return new Native(...args);
     };
   });
-  await page.goto(`${daemon.url}#camera=front`);
+  await page.goto(`${env.daemon.url}#camera=front`);
   await waitFor("the message", () => page.isVisible("main .unsupported"));
   assert.match(await page.textContent("main .unsupported"), /cannot show the pictures/);
   // The previous test's viewer may take a moment to leave.
-  await waitFor("no viewer at the server", async () => (await daemon.camera("front")).viewers === 0);
+  await waitFor("no viewer at the server", async () => (await env.daemon.camera("front")).viewers === 0);
   await new Promise((resolve) => setTimeout(resolve, 1500));
   assert.deepEqual(await page.evaluate(() => window.__sockets), [], "a WebSocket was opened");
-  assert.equal((await daemon.camera("front")).viewers, 0);
+  assert.equal((await env.daemon.camera("front")).viewers, 0);
   assert.deepEqual(page.errors, [], "console errors");
   await page.closeAll();
 });
@@ -292,7 +282,7 @@ test("grid tiles get frames as wide as the tile, the data saver 640, one camera 
     right: { width: 1280, height: 720, fps: 15, stop_delay: 1 },
   });
   try {
-    const page = await openPage(browser, two.url, { viewport: { width: 390, height: 844 } });
+    const page = await openPage(env.browser, two.url, { viewport: { width: 390, height: 844 } });
     const decoded = (name) =>
       page.evaluate((n) => {
         const { view, stream } = window.pyimagestream.views.get(n);

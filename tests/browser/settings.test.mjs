@@ -3,36 +3,19 @@
 // the canvas are brighter; the switch and reset work; saved values come back after a restart;
 // a viewer sees no panel. No CSP violation anywhere.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { after, before, test } from "node:test";
+import { rmSync } from "node:fs";
+import { after, test } from "node:test";
 import * as check from "./lib/checks.mjs";
-import { REPO, launchBrowser, openPage, sleep, startDaemon, waitFor } from "./lib/harness.mjs";
+import { accounts, daemonAndBrowser, openPage, sleep, waitFor } from "./lib/harness.mjs";
 import { PIXELS_IN_PAGE } from "./lib/pixels.mjs";
 
 const CAMERAS = { fish: { width: 320, height: 240, fps: 15 } };
 const PASSWORD = "fish food 42";
-const python = path.join(REPO, ".venv", "bin", "python");
-const dir = mkdtempSync(path.join(os.tmpdir(), "pyimagestream-settings-"));
-const configFile = path.join(dir, "cli.yaml");
-const authYaml =
-  `auth:\n  users_file: ${JSON.stringify(path.join(dir, "users"))}\n` +
-  `  state_directory: ${JSON.stringify(path.join(dir, "state"))}\n`;
-let daemon;
-let browser;
-
-function cli(args, input = "") {
-  return execFileSync(python, ["-m", "pyimagestreamd", "--config", configFile, ...args], {
-    cwd: REPO,
-    input,
-    encoding: "utf-8",
-  });
-}
+const users = accounts({ anna: "admin", bob: "viewer" }, { password: PASSWORD, cameras: Object.keys(CAMERAS) });
+const env = daemonAndBrowser(CAMERAS, { extraYaml: users.yaml, headers: { Authorization: users.authorization } });
 
 async function loggedIn(name) {
-  const page = await openPage(browser, `${daemon.url}login.html`, { viewport: { width: 1024, height: 700 } });
+  const page = await openPage(env.browser, `${env.daemon.url}login.html`, { viewport: { width: 1024, height: 700 } });
   page.violations = [];
   page.on("console", (msg) => {
     if (msg.text().includes("Content Security Policy")) page.violations.push(msg.text());
@@ -64,19 +47,8 @@ async function nextBrightness(page) {
   return shownBrightness(page);
 }
 
-before(async () => {
-  writeFileSync(configFile, `${authYaml}cameras: {fish: {}}\n`);
-  cli(["user", "add", "anna", "--role", "admin"], `${PASSWORD}\n`);
-  cli(["user", "add", "bob", "--role", "viewer"], `${PASSWORD}\n`);
-  const basic = "Basic " + Buffer.from(`anna:${PASSWORD}`).toString("base64");
-  daemon = await startDaemon(CAMERAS, { extraYaml: authYaml, headers: { Authorization: basic } });
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await daemon?.close();
-  rmSync(dir, { recursive: true, force: true });
+after(() => {
+  rmSync(users.dir, { recursive: true, force: true });
 });
 
 test("an admin moves the brightness slider: confirmed by the server, the next frames are brighter", async () => {
@@ -99,7 +71,7 @@ test("an admin moves the brightness slider: confirmed by the server, the next fr
   );
   const brighter = await nextBrightness(page);
   assert.ok(brighter > before + 40, `brightness ${before.toFixed(1)} -> ${brighter.toFixed(1)}`);
-  assert.equal((await daemon.camera("fish")).format.controls.brightness.value, 255);
+  assert.equal((await env.daemon.camera("fish")).format.controls.brightness.value, 255);
   // Darker with the arrow keys (one request at a time, the last value wins).
   for (let i = 0; i < 40; i += 1) await page.keyboard.press("PageDown");
   const shown = await slider.inputValue();
@@ -144,8 +116,8 @@ test("saved settings come back after a restart of the daemon", async () => {
   await page.click("#settings-save");
   await waitFor("saved", async () => /Saved/.test(await page.textContent("#settings-status")));
   await page.closeAll();
-  await daemon.stop();
-  await daemon.start();
+  await env.daemon.stop();
+  await env.daemon.start();
   const again = await loggedIn("anna");
   await again.click("#settings-toggle");
   await waitFor("the saved value", async () => (await again.locator("#control-brightness").inputValue()) === "60");

@@ -5,11 +5,18 @@
 //   REPO, ARTIFACTS            the repository root; test-artifacts/browser under it
 //   scaled(ms)                 ms times PYIMAGESTREAM_TIMEOUT_SCALE (default 1), for every wait
 //   freePort()                 a free TCP port on 127.0.0.1
+//   accounts(users, opts), oneAccount(name, password)
+//                              an auth: section with accounts made by the daemon's
+//                              `user add`, and its command line (below)
 //   startDaemon(cameras, opts) a running daemon: {port, url, state(), stop(), start(), close()}
 //                              opts: maxClients, extraYaml (more top-level config), headers
 //                              (sent with state(), e.g. HTTP Basic when accounts exist),
 //                              tls {certificate, key, ca} (PEM paths: the daemon serves
 //                              https, and url and state() use it, trusting only `ca`)
+//   daemonAndBrowser(cameras, opts)
+//                              before/after hooks (node:test) of a test file: a daemon
+//                              (startDaemon(cameras, opts)) and a Chromium; returns
+//                              {daemon, browser}, filled in by before()
 //   launchBrowser({args})      Chromium (headless, fresh profile), args added to its flags
 //   openPage(browser, url, {viewport, ...context options such as hasTouch})
 //                              a page whose console errors, page errors and WebSocket sends
@@ -29,6 +36,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { after, before } from "node:test";
 import { chromium } from "playwright-core";
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -101,24 +109,38 @@ function yamlCameras(cameras) {
 /** The daemon of this tree on 127.0.0.1 with cameras {name: {width, height, fps, ...}};
  * source defaults to the test pattern; webRoot defaults to the tree's web/. */
 /**
- * An `auth:` section with one account, made with the daemon's own `user add` in a new
- * folder (users file and state directory), for a daemon that is not in the no-accounts
- * mode (where the login page goes straight on to the viewer). Returns the YAML to pass as
- * startDaemon's extraYaml, the account's Basic Authorization header, and the folder.
+ * An `auth:` section with accounts made with the daemon's own `user add` in a new folder
+ * (users file and state directory), for a daemon that is not in the no-accounts mode (where
+ * the login page goes straight on to the viewer). `users` maps names to roles; all share
+ * `password`; `extraAuth` adds lines to the section (e.g. "  lock_after: 6\n"); `cameras`
+ * names the daemon's cameras for the command line. Returns the
+ * YAML to pass as startDaemon's extraYaml, the first account's Basic Authorization header,
+ * the folder, and cli(args, input): the daemon's command line on that folder, as an
+ * administrator runs it (e.g. cli(["share", "fish", "--expires", "10m"])).
  */
-export function oneAccount(name = "anna", password = "a long enough password") {
+export function accounts(users, { password = "a long enough password", extraAuth = "", cameras = ["front"] } = {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), "pyimagestream-accounts-"));
   const yaml =
     `auth:\n  users_file: ${JSON.stringify(path.join(dir, "users"))}\n` +
-    `  state_directory: ${JSON.stringify(path.join(dir, "state"))}\n`;
+    `  state_directory: ${JSON.stringify(path.join(dir, "state"))}\n${extraAuth}`;
   const config = path.join(dir, "cli.yaml");
-  writeFileSync(config, `${yaml}cameras: {front: {}}\n`);
-  execFileSync(path.join(REPO, ".venv", "bin", "python"), ["-m", "pyimagestreamd", "--config", config, "user", "add", name], {
-    cwd: REPO,
-    input: `${password}\n`,
-  });
-  const authorization = "Basic " + Buffer.from(`${name}:${password}`).toString("base64");
-  return { yaml, authorization, dir };
+  // The command line's own config: `share CAMERA` checks the camera is one of these.
+  writeFileSync(config, `${yaml}cameras: {${cameras.map((c) => `${c}: {}`).join(", ")}}\n`);
+  const cli = (args, input = "") =>
+    execFileSync(path.join(REPO, ".venv", "bin", "python"), ["-m", "pyimagestreamd", "--config", config, ...args], {
+      cwd: REPO,
+      input,
+      encoding: "utf-8",
+    });
+  for (const [name, role] of Object.entries(users)) cli(["user", "add", name, "--role", role], `${password}\n`);
+  const [first] = Object.keys(users);
+  const authorization = "Basic " + Buffer.from(`${first}:${password}`).toString("base64");
+  return { yaml, authorization, dir, cli };
+}
+
+/** accounts() with one viewer. */
+export function oneAccount(name = "anna", password = "a long enough password") {
+  return accounts({ [name]: "viewer" }, { password });
 }
 
 export async function startDaemon(
@@ -237,6 +259,21 @@ export const CHROMIUM_ARGS = [
 ];
 
 /** Chromium; `args` are added to CHROMIUM_ARGS (e.g. one certificate to trust). */
+/** The daemon and the Chromium that a test file's tests share, started before the first
+ * and closed after the last (node:test hooks of the calling file). */
+export function daemonAndBrowser(cameras, opts = {}) {
+  const env = { daemon: null, browser: null };
+  before(async () => {
+    env.daemon = await startDaemon(cameras, opts);
+    env.browser = await launchBrowser();
+  });
+  after(async () => {
+    await env.browser?.close();
+    await env.daemon?.close();
+  });
+  return env;
+}
+
 export async function launchBrowser({ args = [] } = {}) {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`${CHROMIUM} is missing: install Debian's chromium (make deps)`);
