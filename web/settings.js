@@ -16,7 +16,10 @@
  * A slider sends at most one request at a time: while one is on its way, the newest value
  * waits and goes next, so dragging never queues a backlog of changes.
  *
- * The panel follows the camera on screen ("#camera=NAME"), else shows the first camera.
+ * Which camera: the one on screen ("#camera=NAME"); in the grid of several cameras, the one
+ * picked last, in the panel's own camera list or by moving the focus to its tile (Tab), else
+ * the first. The panel follows a pick while it is open, and the
+ * grid marks the tile whose settings it shows.
  */
 
 import { cameraFromHash } from "./app.js";
@@ -62,30 +65,68 @@ export class SettingsPanel {
     this.panel = panel;
     this.toggle = toggle;
     this.camera = null;
+    this.cameras = []; // every camera's name, for the list in the grid
+    this.picked = null; // the camera picked last (list, tile, or the one on screen)
     this.inputs = new Map(); // control -> {input, output, spec}
     this.sending = false;
     this.queued = new Map(); // control -> value waiting for the request on its way
   }
 
-  async cameraShown() {
-    const named = cameraFromHash(window.location.hash);
-    if (named) return named;
+  async cameraNames() {
     const { status, doc } = await call("api/state");
-    return status === 200 && doc.cameras && doc.cameras.length ? doc.cameras[0].name : null;
+    return status === 200 && Array.isArray(doc.cameras) ? doc.cameras.map((c) => c.name) : [];
+  }
+
+  async pick(name) {
+    this.picked = name;
+    if (!this.panel.hidden && name !== this.camera) await this.open();
   }
 
   async open() {
-    this.camera = await this.cameraShown();
+    this.cameras = await this.cameraNames();
+    const onScreen = cameraFromHash(window.location.hash);
+    if (onScreen) this.picked = onScreen;
+    if (this.cameras.includes(this.picked)) this.camera = this.picked;
+    else this.camera = onScreen || this.cameras[0] || null;
+    this.mark();
     if (this.camera === null) {
       this.panel.replaceChildren(el("p", { textContent: "No camera." }));
       return;
     }
-    const { status, doc } = await call(api(this.camera));
+    const camera = this.camera;
+    const { status, doc } = await call(api(camera));
+    if (camera !== this.camera) return; // another pick came while this one loaded
     if (status !== 200) {
-      this.panel.replaceChildren(el("p", { textContent: `Settings unavailable: ${doc.error || status}` }));
+      this.panel.replaceChildren(
+        ...this.chooser(),
+        el("p", { textContent: `Settings unavailable: ${doc.error || status}` }),
+      );
       return;
     }
     this.render(doc.controls);
+  }
+
+  /** The camera list, in the grid of several cameras only (one on screen is the one set). */
+  chooser() {
+    if (cameraFromHash(window.location.hash) || this.cameras.length < 2) return [];
+    const list = el("select", { id: "settings-camera", name: "camera" });
+    for (const name of this.cameras) list.append(el("option", { value: name, textContent: name }));
+    list.value = this.camera;
+    list.addEventListener("change", async () => {
+      await this.pick(list.value);
+      document.getElementById("settings-camera")?.focus(); // the list was drawn anew
+    });
+    const row = el("div", { className: "setting settings-camera" });
+    row.append(el("label", { htmlFor: "settings-camera", textContent: "Camera" }), list);
+    return [row];
+  }
+
+  /** Mark the grid tile whose settings the open panel shows (none while it is closed). */
+  mark() {
+    for (const tile of document.querySelectorAll("a.tile")) {
+      const name = cameraFromHash(tile.getAttribute("href") || "");
+      tile.classList.toggle("configuring", !this.panel.hidden && name === this.camera);
+    }
   }
 
   render(controls) {
@@ -102,7 +143,13 @@ export class SettingsPanel {
     const reset = el("button", { type: "button", className: "tool", id: "settings-reset", textContent: "Reset to defaults" });
     reset.addEventListener("click", () => this.reset());
     this.status = el("p", { className: "settings-status", id: "settings-status", role: "status" });
-    this.panel.replaceChildren(heading, list, el("div", { className: "settings-actions" }, save, reset), this.status);
+    this.panel.replaceChildren(
+      heading,
+      ...this.chooser(),
+      list,
+      el("div", { className: "settings-actions" }, save, reset),
+      this.status,
+    );
   }
 
   row(name, spec) {
@@ -228,16 +275,24 @@ async function start() {
     panel.hidden = !panel.hidden;
     toggle.setAttribute("aria-expanded", String(!panel.hidden));
     if (!panel.hidden) settings.open();
+    else settings.mark();
   });
   panel.addEventListener("keydown", (event) => {
     if (event.key !== "Escape") return;
     event.stopPropagation(); // not "back to all cameras" as well
     panel.hidden = true;
     toggle.setAttribute("aria-expanded", "false");
+    settings.mark();
     toggle.focus();
   });
   window.addEventListener("hashchange", () => {
     if (!panel.hidden) settings.open();
+  });
+  // A focused tile is a pick: the grid's tiles are links to their camera.
+  document.addEventListener("focusin", (event) => {
+    const tile = event.target instanceof Element ? event.target.closest("a.tile") : null;
+    const name = tile ? cameraFromHash(tile.getAttribute("href") || "") : null;
+    if (name) settings.pick(name);
   });
   document.querySelector(".tools").append(toggle);
 }

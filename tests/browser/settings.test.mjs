@@ -1,7 +1,8 @@
 // Camera settings in real Chromium against the real daemon: an admin moves the test pattern's
 // brightness slider with the keyboard, the server confirms the value and the next frames on
 // the canvas are brighter; the switch and reset work; saved values come back after a restart;
-// a viewer sees no panel. No CSP violation anywhere.
+// in the grid of several cameras the panel acts on the camera picked (in its list, or by
+// focusing a tile), not the first; a viewer sees no panel. No CSP violation anywhere.
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
 import { after, test } from "node:test";
@@ -9,13 +10,16 @@ import * as check from "./lib/checks.mjs";
 import { accounts, daemonAndBrowser, openPage, sleep, waitFor } from "./lib/harness.mjs";
 import { PIXELS_IN_PAGE } from "./lib/pixels.mjs";
 
-const CAMERAS = { fish: { width: 320, height: 240, fps: 15 } };
+// Two cameras: the panel's camera in the grid is tested on door; the rest runs on fish
+// alone on screen.
+const CAMERAS = { fish: { width: 320, height: 240, fps: 15 }, door: { width: 320, height: 240, fps: 15 } };
 const PASSWORD = "fish food 42";
 const users = accounts({ anna: "admin", bob: "viewer" }, { password: PASSWORD, cameras: Object.keys(CAMERAS) });
 const env = daemonAndBrowser(CAMERAS, { extraYaml: users.yaml, headers: { Authorization: users.authorization } });
 
-async function loggedIn(name) {
-  const page = await openPage(env.browser, `${env.daemon.url}login.html`, { viewport: { width: 1024, height: 700 } });
+/** A page logged in as `name`, showing fish (or, with hash "", the grid of both). */
+async function loggedIn(name, hash = "#camera=fish") {
+  const page = await openPage(env.browser, `${env.daemon.url}login.html${hash}`, { viewport: { width: 1024, height: 700 } });
   page.violations = [];
   page.on("console", (msg) => {
     if (msg.text().includes("Content Security Policy")) page.violations.push(msg.text());
@@ -126,6 +130,57 @@ test("saved settings come back after a restart of the daemon", async () => {
   await again.click("#settings-save");
   await waitFor("saved", async () => /Saved/.test(await again.textContent("#settings-status")));
   await again.closeAll();
+});
+
+/** What the server holds for a camera's controls, asked from the page (the admin's session). */
+async function changed(page, camera) {
+  return page.evaluate(async (name) => {
+    const response = await fetch(`api/camera/${name}/controls`, { headers: { "X-PyImageStream": "1" } });
+    return (await response.json()).changed;
+  }, camera);
+}
+
+test("in the grid, the settings panel acts on the camera picked, not the first", async () => {
+  const page = await loggedIn("anna", "");
+  await waitFor("two tiles", async () => (await page.locator("main.grid a.tile").count()) === 2);
+  await check.waitFrames(page, "door", 3);
+  await page.click("#settings-toggle");
+  // Nothing picked yet: the first camera, with the list to pick another.
+  await waitFor("fish's settings", async () => (await page.textContent("#settings-heading")) === "fish: settings");
+  assert.deepEqual(await page.locator("#settings-camera option").allTextContents(), ["fish", "door"]);
+  assert.equal(await page.textContent('label[for="settings-camera"]'), "Camera");
+  await page.selectOption("#settings-camera", "door");
+  await waitFor("door's settings", async () => (await page.textContent("#settings-heading")) === "door: settings");
+  assert.equal(await page.evaluate(() => document.activeElement.id), "settings-camera");
+  assert.equal(await page.locator('a.tile.configuring[href="#camera=door"]').count(), 1, "door's tile is not marked");
+  await page.focus("#control-brightness");
+  await page.keyboard.press("End");
+  await waitFor("door's value", async () =>
+    (await page.getAttribute("#settings output[for=control-brightness]", "data-value")) === "255",
+  );
+  assert.deepEqual(await changed(page, "door"), { brightness: 255 });
+  assert.deepEqual(await changed(page, "fish"), {}, "the change went to the first camera");
+  // Focusing a tile (Tab) picks its camera, and the open panel follows.
+  await page.focus('a.tile[href="#camera=fish"]');
+  await waitFor("fish's settings again", async () => (await page.textContent("#settings-heading")) === "fish: settings");
+  await page.focus('a.tile[href="#camera=door"]');
+  await waitFor("door's settings again", async () => (await page.textContent("#settings-heading")) === "door: settings");
+  assert.equal(await page.locator("#control-brightness").inputValue(), "255");
+  await page.click("#settings-reset");
+  await waitFor("door reset", async () => /defaults/.test(await page.textContent("#settings-status")));
+  assert.deepEqual(await changed(page, "door"), {});
+  // Closed, no tile is marked; one camera on screen is the one set, without a list.
+  await page.click("#settings-toggle");
+  assert.equal(await page.locator("a.tile.configuring").count(), 0);
+  await page.click('a.tile[href="#camera=door"]');
+  await page.click("#settings-toggle");
+  await waitFor("door on screen, without the list", async () =>
+    page.url().endsWith("#camera=door") &&
+    (await page.textContent("#settings-heading")) === "door: settings" &&
+    (await page.locator("#settings-camera").count()) === 0,
+  );
+  assert.deepEqual([...page.errors, ...page.violations], []);
+  await page.closeAll();
 });
 
 test("a viewer sees no settings panel, and the API refuses them", async () => {
