@@ -13,7 +13,7 @@
 
 const HEADERS = { "X-PyImageStream": "1" };
 
-function get(path, method = "GET") {
+function request(path, method = "GET") {
   return fetch(path, { method, headers: HEADERS, credentials: "same-origin", cache: "no-store" });
 }
 
@@ -28,7 +28,7 @@ function button(text, id) {
 
 async function showShares(panel) {
   panel.replaceChildren();
-  const response = await get("api/shares");
+  const response = await request("api/shares");
   if (!response.ok) {
     panel.textContent = `Could not list the share links (${response.status}).`;
     return;
@@ -49,7 +49,7 @@ async function showShares(panel) {
     const revoke = button("Revoke");
     revoke.classList.add("revoke");
     revoke.addEventListener("click", async () => {
-      const done = await get(`api/shares/revoke?id=${encodeURIComponent(share.id)}`, "POST");
+      const done = await request(`api/shares/revoke?id=${encodeURIComponent(share.id)}`, "POST");
       if (done.ok) item.remove();
     });
     item.append(text, revoke);
@@ -61,7 +61,7 @@ async function showShares(panel) {
 async function start() {
   let who;
   try {
-    const response = await get("api/session");
+    const response = await request("api/session");
     if (!response.ok) return;
     who = await response.json();
   } catch (err) {
@@ -75,7 +75,7 @@ async function start() {
   user.textContent = who.name;
   const logout = button("Log out", "logout");
   logout.addEventListener("click", async () => {
-    await get("api/logout", "POST");
+    await request("api/logout", "POST");
     window.location.replace("login.html");
   });
   tools.append(user);
