@@ -10,8 +10,8 @@ queue (1000 packets) and with a shallow one (`limit 50`).
 
 Per link, in one run and in this order: µStreamer's `/stream`, our `/stream.mjpg` (when
 this build serves it), our WebSocket original protocol (one request in flight), protocol 2
-with web/flow.js choosing the window (under Node), and protocol 2 with fixed windows
-(default queue only). Each case: BENCH_SECONDS (default 60) measured after a WARMUP that is
+with web/flow.js choosing the window (under Node; its decisions are printed as trace lines,
+once a second and at each change of window), and protocol 2 with fixed windows. Each case: BENCH_SECONDS (default 60) measured after a WARMUP that is
 not counted; between cases the link's queues are left to drain.
 
 Frame age = arrival time - capture time, both on the guest's clock (namespaces share
@@ -51,7 +51,8 @@ from websockets.sync.client import connect
 
 SECONDS = float(os.environ.get("BENCH_SECONDS") or 60)
 # BENCH_ONLY=mjpeg,flow (say): only those kinds of case (ustreamer, mjpeg, original, flow,
-# windows), for a shorter run after a change to one of them.
+# windows), for a shorter run after a change to one of them; `flow,windows` compares the
+# browser's policy with the fixed windows.
 ONLY = {k for k in (os.environ.get("BENCH_ONLY") or "").split(",") if k}
 
 
@@ -255,9 +256,11 @@ def main() -> None:
                     rows.append(r)
                     drain()
                 if wanted("flow"):
-                    rows.append(row(link, "ours WS protocol 2, flow.js", watch("flow", ws_url)))
+                    got = watch("flow", ws_url)
+                    rows.append(row(link, "ours WS protocol 2, flow.js", got))
+                    print_trace(link, "flow.js", got)
                     drain()
-                if wanted("windows") and link.limit is None:
+                if wanted("windows"):
                     for n in FIXED_WINDOWS:
                         rows.append(row(link, f"ours WS protocol 2, window {n}",
                                         watch(f"window:{n}", ws_url)))  # fmt: skip
@@ -269,6 +272,13 @@ def main() -> None:
           "age in seconds, capture to arrival:")  # fmt: skip
     print_table("client", rows)
     print("bench-link: done")
+
+
+def print_trace(link: Link, who: str, got: dict[str, Any]) -> None:
+    """flow.js's window over time and what it decided on (linkclients' trace)."""
+    for step in got.get("trace", []):
+        print(f"bench-link: trace {link.name}, {who}: " + " ".join(
+            f"{k}={v}" for k, v in step.items()), flush=True)  # fmt: skip
 
 
 def print_table(who: str, rows: list[Row]) -> None:

@@ -3,7 +3,8 @@
 //   node flowdriver.mjs PATH/TO/flow.js
 //
 // Reads one JSON object per line on stdin and answers each with one line
-// {"window": N, "outstanding": M}. The calls are the ones web/stream.js makes:
+// {"window": N, "outstanding": M, "state": {cwnd, needed, queueDelay, transfer, rtt, ...}}
+// (state: the policy's inputs, for the bench's trace). The calls are the ones web/stream.js makes:
 //   {"op": "hello", "window": W, "live": bool, "handshakeMs": ms}   new FlowControl(...)
 //   {"op": "credits", "now": ms, "n": K}                             K x creditSent(now)
 //   {"op": "frame", "meta": {...}, "now": ms, "bytes": B}            frameArrived(meta, now, B)
@@ -30,5 +31,16 @@ for await (const line of createInterface({ input: process.stdin })) {
   } else {
     throw new Error(`flowdriver: unknown op ${call.op}`);
   }
-  process.stdout.write(JSON.stringify({ window: flow.window, outstanding: flow.outstanding }) + "\n");
+  // The policy's inputs beside its answer, for bench-link's trace of its decisions.
+  const state = {
+    cwnd: flow.cwnd,
+    needed: flow.needed,
+    queueDelay: flow.queueDelay,
+    transfer: flow.transfer,
+    rtt: flow.rtt,
+    probeAfter: flow.probeAfter,
+  };
+  process.stdout.write(
+    JSON.stringify({ window: flow.window, outstanding: flow.outstanding, state }) + "\n",
+  );
 }

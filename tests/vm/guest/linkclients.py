@@ -155,6 +155,10 @@ def protocol2(url: str, tally: Tally, window: int | None) -> dict[str, Any]:
     flow = FlowDriver() if window is None else None
     opening = time.time()
     windows: list[int] = []
+    # flow.js's decisions over time: every change of window, and once a second, with the
+    # measurements it decided on (queue delay, transfer time, ...).
+    trace: list[dict[str, Any]] = []
+    traced_at = 0.0
     try:
         with connect(url, subprotocols=[SUBPROTOCOL], max_size=2**25, open_timeout=30) as ws:  # type: ignore[list-item]
             handshake_ms = (time.time() - opening) * 1000
@@ -181,13 +185,20 @@ def protocol2(url: str, tally: Tally, window: int | None) -> dict[str, Any]:
                 tally.add(len(message), now - meta["time"])
                 if flow is not None:
                     got = flow.call("frame", meta=meta, now=now * 1000, bytes=len(message))
+                    changed = got["window"] != want
                     want, outstanding = got["window"], got["outstanding"]
                     if tally.measuring:
                         windows.append(want)
+                    if changed or now - traced_at >= 1:
+                        traced_at = now
+                        trace.append({"t": round(time.monotonic() - tally.started_at, 2), "window": want,
+                                      "age": round(now - meta["time"], 3), "size": len(message),
+                                      **{k: round(v, 1) if isinstance(v, float) else v
+                                         for k, v in got["state"].items()}})  # fmt: skip
     finally:
         if flow is not None:
             flow.close()
-    return {"windows": windows}
+    return {"windows": windows, "trace": trace}
 
 
 def main() -> None:
