@@ -8,11 +8,11 @@ frame is written only when (1) asyncio holds nothing unsent for the connection a
 kernel holds less than NOTSENT_LOWAT bytes not yet sent. (2) is what TCP_NOTSENT_LOWAT on
 the socket makes the kernel report as "writable"; we wait for that on a duplicate of the
 socket's descriptor (asyncio owns the original), so the wait is event-driven, not polled.
-For a WebSocket, bytes in flight (sent, not yet acknowledged) do not count: its credit
-window bounds them. A push stream (MJPEG) has no window, and behind a deep link queue TCP's
-congestion window grows into that queue: unsent bytes alone left frames 4.6 s old at p95
-on a 2 Mbit/s link (README, "Which send gate keeps a push client fresh"). So for a push
-stream (3) the bytes unsent *plus unacknowledged* (SIOCOUTQ) must also fit IN_FLIGHT_GAIN
+Behind a deep link queue TCP's congestion window grows into that queue: unsent bytes
+alone left a push stream's frames 4.6 s old at p95 on a 2 Mbit/s link (README, "Which send
+gate keeps a push client fresh"). So for a push stream (MJPEG, no window) and for protocol
+2 (whose client's window may be larger than the path holds: README, "Slow links") (3) the
+bytes unsent *plus unacknowledged* (SIOCOUTQ) must also fit IN_FLIGHT_GAIN
 times the path's bandwidth-delay product, from tcp_info: the largest delivery rate of the
 last few seconds times the minimum RTT. The kernel signals no acknowledgements, so (3)
 sleeps about as long as the link needs to carry the excess (never longer than a quarter
@@ -157,8 +157,8 @@ class SendGate:
 
     def __init__(self, out: _Output) -> None:
         self.out = out
-        # Push streams (MJPEG) also wait until the bytes in flight fit the path; a WebSocket
-        # with credits is bounded by its window instead.
+        # Push streams (MJPEG) and protocol-2 WebSockets also wait until the bytes in flight
+        # fit the path; the original protocol's one request bounds them itself.
         self.bound_in_flight = False
         self._rate = RateMax()
 

@@ -1,4 +1,4 @@
-"""pacing.py: the in-flight bound for push streams, its wait, and the kernel counts it reads."""
+"""pacing.py: the in-flight bound for push streams and protocol 2, its wait, and the kernel counts it reads."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import timeout
+from conftest import check_jpeg, timeout, ws_connect
+from websockets.exceptions import ConnectionClosed
 
 from pyimagestreamd import pacing
 
@@ -127,3 +128,26 @@ async def test_in_flight_wait_ends_when_the_client_leaves(
     assert not waiting.done()
     out.closed.set_result(None)
     await asyncio.wait_for(waiting, timeout(2))
+
+
+async def test_protocol_2_waits_for_the_in_flight_bound_the_original_protocol_does_not(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Acknowledgements that never come: protocol 2 gets no frame and is dropped, the original gets its."""
+    monkeypatch.setattr(pacing, "queued_bytes", lambda fd: 1 << 30)
+    rd = await start_daemon(
+        "server: {listen: 127.0.0.1, port: 0, send_timeout: 1}\n"
+        "cameras:\n  cam: {width: 64, height: 48, fps: 10}\n"
+    )
+    async with ws_connect(rd) as ws:
+        await ws.send("next")
+        async with asyncio.timeout(timeout(10)):
+            check_jpeg(await ws.recv())
+    async with ws_connect(rd, v2=True) as ws:
+        await ws.send('{"type": "next"}')
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(timeout(10)):
+                while True:
+                    message = await ws.recv()
+                    assert isinstance(message, str), "a frame passed the in-flight bound"
+    assert (await rd.state())["aborted"]["stalled"] == 1
