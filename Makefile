@@ -11,7 +11,7 @@
 #   make vm-test      real V4L2 drivers (vivid, v4l2loopback) in a QEMU guest
 #   make bench-vm     CPU per frame against µStreamer, in the QEMU guest
 #   make bench-link   frame age on a shaped slow link against µStreamer, in the QEMU guest
-#                     (~30 min; BENCH_SECONDS=N per case to try it shorter)
+#                     (~35 min; BENCH_SECONDS=N per case to try it shorter)
 #   make vm-test-arm64  the arm64 .deb installed and streaming in an arm64 guest (TCG);
 #                     also `make vm-test ARCH=arm64`, `make bench-vm ARCH=arm64`
 #   make vm-test-libcamera  libcamera (vimc) in a trixie guest: cam, libcamerasrc as
