@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,6 +64,8 @@ async def serve_replay(
     daemon = pyimagestreamd.daemon.Daemon(config, source_factory=ReplaySource)
     task = asyncio.ensure_future(daemon.run())
     await daemon.wait_ready()
+    loop = type(asyncio.get_running_loop())
+    print(f"bench/replay.py: on {loop.__module__}.{loop.__name__}", file=sys.stderr)
     print(daemon.port, flush=True)
     await task
 
@@ -75,7 +78,11 @@ def main() -> None:
     parser.add_argument("--paced", action="store_true")
     args = parser.parse_args()
     frames = load_frames(args.folder)
-    asyncio.run(serve_replay(frames, args.camera_fps, args.interval, args.paced))
+    try:  # the loop the tree's daemon runs on (cli.py), so that trees compare as installed
+        from pyimagestreamd.eventloop import run
+    except ImportError:  # a tree from before eventloop.py: asyncio's loop
+        run = asyncio.run
+    run(serve_replay(frames, args.camera_fps, args.interval, args.paced))
 
 
 if __name__ == "__main__":

@@ -239,7 +239,9 @@ def main() -> None:
     if args.cmd == "serve-bare":
         asyncio.run(serve_bare(args.folder))
     elif args.cmd == "serve-daemon":
-        asyncio.run(serve_daemon(args.folder))
+        from pyimagestreamd import eventloop
+
+        eventloop.run(serve_daemon(args.folder))  # on the loop the daemon runs on (cli.py)
     elif args.cmd == "scale":
         print_scale_figures()
     elif args.cmd == "clients":
