@@ -70,7 +70,7 @@ bench: $(VENV)/.stamp
 	$(VPY) -m bench.throughput
 
 bench-stream: $(VENV)/.stamp
-	$(VPY) -m bench.stream $(if $(AGAINST),--against $(AGAINST))
+	$(VPY) -m bench.stream $(if $(AGAINST),--against $(AGAINST)) $(if $(TICKER),--ticker)
 
 deb:
 	tools/build-deb

@@ -75,13 +75,15 @@ def run_seconds(pid: int) -> float:
     return sum(int((t / "schedstat").read_text().split()[0]) for t in tasks) / 1e9
 
 
-def measure(tree: Path, folder: Path, case: str, seconds: float) -> tuple[float, float]:
+def measure(
+    tree: Path, folder: Path, case: str, seconds: float, ticker: bool = False
+) -> tuple[float, float]:
     """(ms CPU per delivered frame, fps per client) of `tree`'s daemon for one case."""
     kind, n = case.split(":")
     # This tree's replay server with the other tree's package: the other tree may predate it.
     server = subprocess.Popen(
         [sys.executable, str(REPLAY), str(folder), "--camera-fps", f"{FPS:g}",
-         "--interval", str(1 / FPS), "--paced"],
+         "--interval", str(1 / FPS), "--paced", *(["--ticker"] if ticker else [])],
         stdout=subprocess.PIPE, text=True, cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)},
     )  # fmt: skip
     try:
@@ -115,14 +117,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument(
+        "--ticker", action="store_true", help="a device-like camera: bench/replay.py --ticker"
+    )
     args = parser.parse_args()
     if args.cmd == "clients":
         print(json.dumps(asyncio.run(clients(args.port, args.kind, args.n, args.seconds))))
     else:
-        compare(args.against, args.seconds, args.rounds, args.cases.split(","))
+        compare(args.against, args.seconds, args.rounds, args.cases.split(","), args.ticker)
 
 
-def compare(against: Path | None, seconds: float, rounds: int, cases: list[str]) -> None:
+def compare(
+    against: Path | None, seconds: float, rounds: int, cases: list[str], ticker: bool = False
+) -> None:
     trees = [HERE] + ([against.resolve()] if against else [])
     got: dict[tuple[Path, str], list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,7 +140,7 @@ def compare(against: Path | None, seconds: float, rounds: int, cases: list[str])
             for tree in trees if r % 2 == 0 else trees[::-1]:
                 for case in cases:
                     got.setdefault((tree, case), []).append(
-                        ms := measure(tree, Path(tmp), case, seconds)
+                        ms := measure(tree, Path(tmp), case, seconds, ticker)
                     )
                     print(f"round {r}: {tree}: {case}: {ms[0]:.3f} ms CPU/frame, {ms[1]:.1f} fps each",
                           flush=True)  # fmt: skip
