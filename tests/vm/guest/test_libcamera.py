@@ -51,6 +51,22 @@ def vimc() -> Iterator[None]:
     vmlib.run("modprobe", "-r", "vimc", check=False)
 
 
+def live(client: vmlib.V2Client) -> list[vmlib.Received]:
+    return [f for f in client.frames if not f.meta["offline"]]
+
+
+def check_live_frames(frames: list[vmlib.Received], at_least: int, daemon: vmlib.Daemon) -> None:
+    """At least `at_least` frames, each a whole JPEG of WIDTH x HEIGHT, in rising sequence
+    order without repeats (live frames, not one frame sent again)."""
+    assert len(frames) >= at_least, f"{len(frames)} live frames; daemon log:\n{daemon.log()}"
+    for frame in frames:
+        assert frame.jpeg[:2] == b"\xff\xd8" and frame.jpeg[-2:] == b"\xff\xd9", "not a whole JPEG"
+        height, width, _, _ = simplejpeg.decode_jpeg_header(frame.jpeg)
+        assert (width, height) == (WIDTH, HEIGHT)
+    seqs = [int(f.meta["seq"]) for f in frames]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), f"not live frames: {seqs}"
+
+
 @pytest.mark.usefixtures("vimc")
 def test_cam_lists_the_vimc_camera() -> None:
     listing = vmlib.run("cam", "-l").stdout
@@ -73,14 +89,7 @@ async def test_libcamerasrc_feeds_the_pipeline_source(
             vmlib.timeout(60),
             until=lambda c: sum(not f.meta["offline"] for f in c.frames) >= 10,
         )
-    live = [f for f in client.frames if not f.meta["offline"]]
-    assert len(live) >= 10, f"{len(live)} live frames; daemon log:\n{daemon.log()}"
-    for frame in live:
-        assert frame.jpeg[:2] == b"\xff\xd8" and frame.jpeg[-2:] == b"\xff\xd9", "not a whole JPEG"
-        height, width, _, _ = simplejpeg.decode_jpeg_header(frame.jpeg)
-        assert (width, height) == (WIDTH, HEIGHT)
-    seqs = [int(f.meta["seq"]) for f in live]
-    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), f"not live frames: {seqs}"
+    check_live_frames(live(client), 10, daemon)
 
 
 @pytest.mark.usefixtures("vimc")
@@ -121,10 +130,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def live(client: vmlib.V2Client) -> list[vmlib.Received]:
-    return [f for f in client.frames if not f.meta["offline"]]
-
-
 @pytest.mark.usefixtures("vimc")
 async def test_native_source_streams_sleeps_and_wakes(
     start_daemon: Callable[..., vmlib.Daemon],
@@ -154,14 +159,7 @@ async def test_native_source_streams_sleeps_and_wakes(
         cpu1, frames1, t1 = cpu_seconds(daemon.proc.pid), len(live(client)), time.monotonic()
         held = cam_captures()  # while the daemon streams, the camera is its own
         cam = daemon.camera("cam")
-    frames = live(client)
-    assert len(frames) >= 12, f"{len(frames)} live frames; daemon log:\n{daemon.log()}"
-    for frame in frames:
-        assert frame.jpeg[:2] == b"\xff\xd8" and frame.jpeg[-2:] == b"\xff\xd9", "not a whole JPEG"
-        height, width, _, _ = simplejpeg.decode_jpeg_header(frame.jpeg)
-        assert (width, height) == (WIDTH, HEIGHT)
-    seqs = [int(f.meta["seq"]) for f in frames]
-    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), f"not live frames: {seqs}"
+    check_live_frames(live(client), 12, daemon)
     assert held.returncode != 0, f"cam captured while the daemon held the camera:\n{held.stdout}"
     with capsys.disabled():  # the measured figures, in the log of every run
         count = frames1 - frames0
