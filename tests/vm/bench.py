@@ -13,6 +13,11 @@ Runs inside the test VM (tests/vm/run --bench), as root, from the read-only sour
    feed, and of the same conversion (YUYV -> planes -> range -> simplejpeg) in a bare loop
    paced at the same 10 fps: all three at one rate, so per-frame costs compare.
 
+`BENCH_AGAINST=DIR` (a folder inside this tree, e.g. a `git archive` of main unpacked
+under build/): that tree's daemon and capture run the MJPEG cases too, in the same rounds
+(the contenders' order rotating), so a change is measured against its base in one run;
+`BENCH_ONLY=mjpeg` skips the YUYV part.
+
 The clients are the same cheap readers for both streamers (guest/cheapclients.py): a
 multipart counter, and a raw-socket WebSocket reader as cheap as it. The guest's two CPUs
 are shared by everything, so a costly client would tax the streamer it watches.
@@ -28,6 +33,7 @@ import os
 import resource
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,7 +49,6 @@ import vmlib
 from cheapclients import MultipartCounter, RawWsCounter
 
 from pyimagestreamd import encoder
-from pyimagestreamd.config import parse_config
 
 WARMUP = 3.0
 WINDOW = 8.0
@@ -136,20 +141,15 @@ def paced(seconds: float, fps: float, step: Callable[[], object]) -> float:
     return n / cpu
 
 
-def source_alone(device: str, seconds: float) -> float:
-    """Frames per CPU-second of V4L2Source.read() on the feed, without the daemon around it."""
-    from pyimagestreamd.v4l2 import V4L2Source
-
-    config = parse_config(
-        f"cameras:\n  cam: {{source: {device}, width: 1920, height: 1080, fps: 30}}\n"
-    )
-    source = V4L2Source(config.cameras[0])
-    source.open()
-    try:
-        source.read(5.0)  # the first frame after STREAMON: not counted
-        return paced(seconds, 0, lambda: source.read(1.0))
-    finally:
-        source.close()
+def source_alone(device: str, seconds: float, tree: Path = vmlib.SRC) -> float:
+    """Frames per CPU-second of V4L2Source.read() on the feed, without the daemon around it
+    (tree's pyimagestreamd, in a process of its own: capture_alone.py)."""
+    script = Path(__file__).resolve().parent / "capture_alone.py"
+    out = subprocess.run(
+        [sys.executable, str(script), str(tree), device, str(seconds)],
+        capture_output=True, text=True, check=True, cwd=tree,
+    ).stdout  # fmt: skip
+    return float(out.split()[-1])
 
 
 YUYV_FPS = 10
@@ -167,24 +167,34 @@ def main() -> None:
     camera = vmlib.camera_yaml("cam", source=vmlib.LOOP_MJPEG, width=1920, height=1080,
                                fps=30, stop_delay=0.5)  # fmt: skip
 
-    def ours(r: int) -> None:
-        (tmp / f"passthrough{r}").mkdir()
-        daemon = vmlib.Daemon(camera, tmp / f"passthrough{r}")
-        try:
-            kinds: list[tuple[str, Callable[[], Counter]]] = [
-                ("ours WebSocket", lambda: RawWsCounter(daemon.port, "/websocket/cam"))
-            ]
-            if serves_mjpeg(daemon.port):
-                daemon.wait_camera("cam", lambda c: c["state"] == "sleeping", 30, "sleep")
-                kinds.append(("ours /stream.mjpg",
-                              lambda: MultipartCounter(daemon.port, "/stream.mjpg")))  # fmt: skip
-            for who, make in kinds:
-                for n in CLIENT_COUNTS:
-                    got = measure([make() for _ in range(n)], Probe(daemon.proc.pid))
-                    runs.setdefault((who, n), []).append(got)
-                    report(r, who, n, got)
-        finally:
-            daemon.stop()
+    against = os.environ.get("BENCH_AGAINST", "")
+    only = os.environ.get("BENCH_ONLY", "")
+
+    def daemon_of(who: str, src: Path) -> Callable[[int], None]:
+        def run(r: int) -> None:
+            folder = tmp / f"passthrough-{who}{r}"
+            folder.mkdir()
+            daemon = vmlib.Daemon(camera, folder, src=src)
+            try:
+                serve(r, who, daemon)
+            finally:
+                daemon.stop()
+
+        return run
+
+    def serve(r: int, who: str, daemon: vmlib.Daemon) -> None:
+        kinds: list[tuple[str, Callable[[], Counter]]] = [
+            (f"{who} WebSocket", lambda: RawWsCounter(daemon.port, "/websocket/cam"))
+        ]
+        if serves_mjpeg(daemon.port):
+            daemon.wait_camera("cam", lambda c: c["state"] == "sleeping", 30, "sleep")
+            kinds.append((f"{who} /stream.mjpg",
+                          lambda: MultipartCounter(daemon.port, "/stream.mjpg")))  # fmt: skip
+        for kind, make in kinds:
+            for n in CLIENT_COUNTS:
+                got = measure([make() for _ in range(n)], Probe(daemon.proc.pid))
+                runs.setdefault((kind, n), []).append(got)
+                report(r, kind, n, got)
 
     def theirs(r: int) -> None:
         with vmlib.ustreamer(vmlib.LOOP_MJPEG, port=USTREAMER_PORT) as ustreamer:
@@ -196,19 +206,30 @@ def main() -> None:
                 runs.setdefault(("µStreamer /stream", n), []).append(got)
                 report(r, "µStreamer /stream", n, got)
 
-    capture_ms: list[float] = []
+    contenders = [daemon_of("ours", vmlib.SRC), theirs]
+    trees = {"ours": vmlib.SRC}
+    if against:
+        contenders.append(daemon_of("against", vmlib.SRC / against))
+        trees["against"] = vmlib.SRC / against
+        print(f"bench: 'against' is the tree in {against}")
+    capture_ms: dict[str, list[float]] = {who: [] for who in trees}
     with vmlib.clip_feeder():
         time.sleep(2)
         for r in range(ROUNDS):
-            # Alternating who goes first: the 2-core host is shared, and a guest under TCG
+            # Rotating who goes first: the 2-core host is shared, and a guest under TCG
             # counts time its virtual CPUs were descheduled as CPU time of whatever ran.
-            for contender in (ours, theirs) if r % 2 == 0 else (theirs, ours):
+            for contender in contenders[r % len(contenders) :] + contenders[: r % len(contenders)]:
                 contender(r)
             # Where our per-frame cost starts: capture alone (DQBUF, copy, check, QBUF).
-            capture_ms.append(1000 / source_alone(vmlib.LOOP_MJPEG, WINDOW))
-            print(f"round {r}: V4L2Source.read() alone on the clip: "
-                  f"{capture_ms[-1]:.2f} ms CPU/frame", flush=True)  # fmt: skip
+            for who, tree in trees.items():
+                capture_ms[who].append(1000 / source_alone(vmlib.LOOP_MJPEG, WINDOW, tree))
+                print(f"round {r}: {who} V4L2Source.read() alone on the clip: "
+                      f"{capture_ms[who][-1]:.2f} ms CPU/frame", flush=True)  # fmt: skip
 
+    print_mjpeg(runs, capture_ms, accel)
+    if only == "mjpeg":
+        print("bench: done")
+        return
     yuyv: dict[str, list[float]] = {"daemon": [], "source": [], "bare": []}
     delivered: list[float] = []
     frame = feeder.yuyv_bars(1920, 1080)
@@ -242,19 +263,6 @@ def main() -> None:
                   f"bare loop {yuyv['bare'][-1]:.2f}")  # fmt: skip
 
     print()
-    print(
-        f"Medians of {ROUNDS} alternating rounds (range in brackets), guest under {accel.upper()}:"
-    )
-    print()
-    print("| MJPEG 1080p30 passthrough | clients | ms CPU/frame | fps each | ratio to µStreamer |")
-    print("| --- | --- | --- | --- | --- |")
-    for (who, n), got in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        ms = [g[0] for g in got]
-        ref = statistics.median(g[0] for g in runs["µStreamer /stream", n])
-        print(f"| {who} | {n} | {spread(ms)} | {statistics.median(g[1] for g in got):.1f} "
-              f"| {statistics.median(ms) / ref:.2f}x |")  # fmt: skip
-    print(f"| `V4L2Source.read()` alone (capture, no daemon) | 1 | {spread(capture_ms)} | | |")
-    print()
     print(f"| YUYV 1080p re-encode, fed at {YUYV_FPS} fps | frames per CPU-second |")
     print("| --- | --- |")
     print(f"| pyimagestreamd (capture + encode + 1 client, {statistics.median(delivered):.1f} fps "
@@ -266,6 +274,28 @@ def main() -> None:
     ratio = statistics.median(yuyv["daemon"]) / statistics.median(yuyv["bare"])
     print(f"| ratio daemon / bare loop | {ratio:.2f} |")
     print("bench: done")
+
+
+def print_mjpeg(
+    runs: dict[tuple[str, int], list[tuple[float, float]]],
+    capture_ms: dict[str, list[float]],
+    accel: str,
+) -> None:
+    print()
+    print(
+        f"Medians of {ROUNDS} alternating rounds (range in brackets), guest under {accel.upper()}:"
+    )
+    print()
+    print("| MJPEG 1080p30 passthrough | clients | ms CPU/frame | fps each | ratio to µStreamer |")
+    print("| --- | --- | --- | --- | --- |")
+    for (who, n), got in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        ms = [g[0] for g in got]
+        ref = statistics.median(g[0] for g in runs["µStreamer /stream", n])
+        print(f"| {who} | {n} | {spread(ms)} | {statistics.median(g[1] for g in got):.1f} "
+              f"| {statistics.median(ms) / ref:.2f}x |")  # fmt: skip
+    for who, ms in capture_ms.items():
+        print(f"| {who} `V4L2Source.read()` alone (capture, no daemon) | 1 | {spread(ms)} | | |")
+    print(flush=True)
 
 
 def spread(values: list[float]) -> str:

@@ -209,9 +209,11 @@ class Daemon:
         *,
         extra: str = "",
         headers: dict[str, str] | None = None,
+        src: Path = SRC,
     ) -> None:
         """`extra`: more top-level YAML (an `auth:` section, say); `headers` go with every
-        request of get() (credentials, then)."""
+        request of get() (credentials, then); `src`: the source tree to run (make bench-vm's
+        BENCH_AGAINST)."""
         self.port = free_port()
         self.headers = headers or {}
         self.config = tmp / "pyimagestream.yaml"
@@ -224,7 +226,7 @@ class Daemon:
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pyimagestreamd", "--config", str(self.config)],
-            cwd=SRC, stdout=self._log, stderr=subprocess.STDOUT, env=env,
+            cwd=src, stdout=self._log, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
         wait_until(self._answers, 60, "the daemon to answer /api/state", interval=0.3)
 
