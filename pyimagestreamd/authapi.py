@@ -57,7 +57,7 @@ class Reply:
 
 
 def classify(kind: str, path: str, camera: str) -> tuple[str, str | None]:
-    """The gate's route kind for a route of routes.py, and the camera it watches."""
+    """The gate's route kind for a route of urls.py, and the camera it watches."""
     if kind in ("websocket", "snapshot", "stream"):
         return WATCH, camera
     if kind in ("state", "metrics"):

@@ -37,30 +37,20 @@ from pyimagestreamd.gate import Principal
 from pyimagestreamd.posts import json_reply, read_post
 from pyimagestreamd.statefile import StateError
 from pyimagestreamd.static import Reply
+from pyimagestreamd.urls import parse_path
 
 if TYPE_CHECKING:
     from pyimagestreamd.httpd import Connection
-    from pyimagestreamd.routes import Route
     from pyimagestreamd.runner import CameraRunner
     from pyimagestreamd.server import StreamServer
+    from pyimagestreamd.urls import Route
 
 log = logging.getLogger(__name__)
 
-PREFIX = "/api/camera/"
 ACTIONS = ("", "reset", "save")
 # How long a request waits for the capture thread to apply it: one read (0.5 s) and the
 # ioctls; past it the values stay kept and the answer says they are not applied yet.
 APPLY_TIMEOUT = 5.0
-
-
-def parse_path(path: str) -> tuple[str, str] | None:
-    """(camera, action) of a settings path, or None if it is not one."""
-    if not path.startswith(PREFIX):
-        return None
-    camera, sep, rest = path[len(PREFIX) :].partition("/controls")
-    if not sep or not camera or rest not in ("", "/reset", "/save"):
-        return None
-    return camera, rest.lstrip("/")
 
 
 def _error(status: int, text: str, *extra: tuple[str, str]) -> Reply:

@@ -2,20 +2,13 @@
 
 Between the HTTP connection (httpd.py) and the handlers. For each request head h11 parsed:
 duplicate Host/Origin -> 400; a Host that is not ours -> 421 (DNS rebinding, access.py);
-`authorize` (gate.py: accounts, sessions, share links, the local-only default); then the
-account routes (authapi.py) or the route: the browser client's files (static.py),
-/api/state and /metrics (state.py, metrics.py), snapshots, MJPEG streams (mjpegpush.py)
-and WebSockets (websocket.py), under our own paths and the spellings other tools use:
-
-    /snapshot.jpg, /snapshot/<camera>.jpg, /snapshot, /?action=snapshot     one JPEG
-    /stream.mjpg, /stream/<camera>.mjpg, /stream, /?action=stream           MJPEG push
-    /websocket, /websocket/<camera>                                         pull protocols
-    /api/camera/<camera>/controls[/reset|/save]          camera settings (controlapi.py)
-
-`?camera=NAME` picks the camera on any of them (the first camera by default), `?fps=N`
-caps a stream's rate. Only GET and HEAD (405 otherwise), no request bodies (413), except
-the POSTs that change something (posts.py): log in, log out, revoke a share link, and the
-settings API's.
+the route of its target (urls.py, which lists every path and spelling); `authorize`
+(gate.py: accounts, sessions, share links, the local-only default); then the handler: the
+account routes (authapi.py), the settings API (controlapi.py), the browser client's files
+(static.py), /api/state and /metrics (state.py, metrics.py), snapshots (snapshot.py),
+MJPEG streams (mjpegpush.py) and WebSockets (websocket.py). Only GET and HEAD (405
+otherwise), no request bodies (413), except the POSTs that change something (posts.py):
+log in, log out, revoke a share link, and the settings API's.
 Event-loop thread only.
 """
 
@@ -25,23 +18,23 @@ import asyncio
 import email.utils
 import json
 import weakref
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import urlsplit
 
 import h11
 
 from pyimagestreamd import __version__, access, metrics, state
 from pyimagestreamd.authapi import ACCOUNT_PATHS, CHANGE_PATHS, AccountAPI, classify
-from pyimagestreamd.camera import CameraState
-from pyimagestreamd.controlapi import ControlAPI, parse_path
+from pyimagestreamd.controlapi import ControlAPI
 from pyimagestreamd.gate import Gate, Principal, Refusal
 from pyimagestreamd.httpd import Connection
 from pyimagestreamd.hub import Hub
 from pyimagestreamd.mjpegpush import response_head, serve_mjpeg
 from pyimagestreamd.posts import read_post
+from pyimagestreamd.snapshot import snapshot
 from pyimagestreamd.static import Reply, serve_file, text_reply
+from pyimagestreamd.urls import Route, match
 from pyimagestreamd.websocket import serve_websocket
 
 if TYPE_CHECKING:
@@ -60,46 +53,6 @@ class Handler(Protocol):
     async def handle(self, conn: Connection, h: h11.Connection, request: h11.Request) -> bool:
         """Answer one request; True if the connection may carry another one."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """What a request asks for: kind ("static", "state", "metrics", "snapshot", "stream",
-    "websocket"), the camera name for camera routes, and the parsed query."""
-
-    kind: str
-    path: str
-    camera: str = ""
-    query: tuple[tuple[str, str], ...] = ()
-
-    def param(self, name: str) -> str | None:
-        return next((v for k, v in self.query if k == name), None)
-
-
-def match(target: str) -> Route:
-    """The route of a request target (path and query, as sent)."""
-    parts = urlsplit(target)
-    path = parts.path or "/"
-    query = tuple((k, v[0]) for k, v in parse_qs(parts.query, max_num_fields=16).items())
-    camera = next((v for k, v in query if k == "camera"), "")
-    action = next((v for k, v in query if k == "action"), None)
-    if path == "/websocket" or path.startswith("/websocket/"):
-        return Route("websocket", path, unquote(path[len("/websocket/") :]) or camera, query)
-    if path in ("/snapshot.jpg", "/snapshot") or (path == "/" and action == "snapshot"):
-        return Route("snapshot", path, camera, query)
-    if path.startswith("/snapshot/") and path.endswith(".jpg"):
-        return Route("snapshot", path, unquote(path[len("/snapshot/") : -len(".jpg")]), query)
-    if path in ("/stream.mjpg", "/stream") or (path == "/" and action == "stream"):
-        return Route("stream", path, camera, query)
-    if path.startswith("/stream/") and path.endswith(".mjpg"):
-        return Route("stream", path, unquote(path[len("/stream/") : -len(".mjpg")]), query)
-    if path == "/api/state":
-        return Route("state", path, query=query)
-    if (settings := parse_path(path)) is not None:
-        return Route("controls", path, unquote(settings[0]), query)
-    if path == "/metrics":
-        return Route("metrics", path, query=query)
-    return Route("static", path, query=query)
 
 
 class Router:
@@ -241,7 +194,10 @@ class Router:
                 conn, h, text_reply(404, f"unknown camera {route.camera[:64]!r}"), head
             )
         if route.kind == "snapshot":
-            return self.reply(conn, h, await self._snapshot(conn, runner.hub), head)
+            reply = await snapshot(
+                conn, runner.hub, self.server.stats, self.server.config.server.snapshot_timeout
+            )
+            return self.reply(conn, h, reply, head)
         return await self._stream(conn, h, route, runner.hub, head)
 
     async def _account(
@@ -278,35 +234,6 @@ class Router:
             *answer.headers.items(),
         ), answer.body)  # fmt: skip
         return self.reply(conn, h, reply, method == "HEAD")
-
-    async def _snapshot(self, conn: Connection, hub: Hub) -> Reply:
-        timeout = self.server.config.server.snapshot_timeout
-        hub.add_viewer()  # wakes a sleeping camera; the stop delay applies afterwards
-        try:
-            frame = hub.latest
-            if frame is None or hub.state not in (CameraState.LIVE, CameraState.OFFLINE):
-                seq = frame.seq if frame is not None else 0
-                # Bounded by snapshot_timeout alone (any value the config allows), and ended
-                # early if the client leaves.
-                async with asyncio.timeout(timeout):
-                    frame = await hub.wait_frame_after(seq, until=conn.closed)
-        except TimeoutError:
-            frame = None
-            reason = hub.reason or f"no frame within {timeout:g} s"
-            text = f"camera {hub.name} {hub.state.value}: {reason}"
-            return text_reply(503, text, ("Retry-After", "5"))
-        finally:
-            hub.remove_viewer()
-        if frame is None:
-            return text_reply(503, "client left")
-        self.server.stats.frame_sent(hub, frame, len(frame.jpeg), "snapshot")
-        return Reply(200, (
-            ("Content-Type", "image/jpeg"),
-            ("Cache-Control", "no-store"),
-            ("X-Frame-Seq", str(frame.seq)),
-            ("X-Frame-Time", f"{frame.wall_time:.3f}"),
-            ("X-Timestamp", f"{frame.wall_time:.3f}"),
-        ), frame.jpeg)  # fmt: skip
 
     async def _stream(
         self, conn: Connection, h: h11.Connection, route: Route, hub: Hub, head: bool

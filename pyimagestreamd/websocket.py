@@ -22,8 +22,8 @@ from pyimagestreamd.ws_v2 import ProtocolV2
 from pyimagestreamd.wsconn import SUBPROTOCOL, ConnectionClosed, WebSocket
 
 if TYPE_CHECKING:
-    from pyimagestreamd.routes import Route
     from pyimagestreamd.server import StreamServer
+    from pyimagestreamd.urls import Route
 
 log = logging.getLogger(__name__)
 
