@@ -124,8 +124,6 @@ async def serve_replay(
     daemon = pyimagestreamd.daemon.Daemon(config, source_factory=source)
     task = asyncio.ensure_future(daemon.run())
     await daemon.wait_ready()
-    loop = type(asyncio.get_running_loop())
-    print(f"bench/replay.py: on {loop.__module__}.{loop.__name__}", file=sys.stderr)
     print(daemon.port, flush=True)
     await task
 
@@ -139,11 +137,7 @@ def main() -> None:
     parser.add_argument("--ticker", action="store_true", help="a device-like camera (above)")
     args = parser.parse_args()
     frames = load_frames(args.folder)
-    try:  # the loop the tree's daemon runs on (cli.py), so that trees compare as installed
-        from pyimagestreamd.eventloop import run
-    except ImportError:  # a tree from before eventloop.py: asyncio's loop
-        run = asyncio.run
-    run(serve_replay(frames, args.camera_fps, args.interval, args.paced, args.ticker))
+    asyncio.run(serve_replay(frames, args.camera_fps, args.interval, args.paced, args.ticker))
 
 
 if __name__ == "__main__":

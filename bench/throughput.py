@@ -239,9 +239,7 @@ def main() -> None:
     if args.cmd == "serve-bare":
         asyncio.run(serve_bare(args.folder))
     elif args.cmd == "serve-daemon":
-        from pyimagestreamd import eventloop
-
-        eventloop.run(serve_daemon(args.folder))  # on the loop the daemon runs on (cli.py)
+        asyncio.run(serve_daemon(args.folder))
     elif args.cmd == "scale":
         print_scale_figures()
     elif args.cmd == "clients":

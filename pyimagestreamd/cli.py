@@ -8,6 +8,7 @@ restart on it: a bad file does not fix itself), 1 for a runtime failure.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -114,10 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(config.log_level)
     log = logging.getLogger("pyimagestreamd")
     log.info("pyimagestreamd %s starting with %s", __version__, args.config)
-    from pyimagestreamd import eventloop  # noqa: PLC0415 - keeps --check-config light
-    from pyimagestreamd.daemon import run_daemon  # noqa: PLC0415
+    from pyimagestreamd.daemon import run_daemon  # noqa: PLC0415 - keeps --check-config light
 
     try:
-        return eventloop.run(run_daemon(config, args.config, set_log_level))
+        return asyncio.run(run_daemon(config, args.config, set_log_level))
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 0

@@ -24,7 +24,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import h11
 
@@ -90,8 +90,7 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # A stream transport: uvloop's have asyncio.Transport's methods without subclassing it.
-        transport = cast("asyncio.Transport", transport)
+        assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=0)
         self.gate = SendGate(self)
