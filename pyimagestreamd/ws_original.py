@@ -12,7 +12,8 @@ from __future__ import annotations
 from pyimagestreamd.delivery import send_newest
 from pyimagestreamd.frame import Frame
 from pyimagestreamd.hub import Hub
-from pyimagestreamd.wsconn import WebSocket, binary_frame
+from pyimagestreamd.wsconn import WebSocket
+from pyimagestreamd.wsframing import binary_frame
 
 MAX_UNANSWERED = 8
 CLOSE_UNSUPPORTED = 1003

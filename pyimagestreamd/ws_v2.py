@@ -23,6 +23,7 @@ import time
 import weakref
 from typing import Any, NamedTuple
 
+from pyimagestreamd.camera import CameraState
 from pyimagestreamd.delivery import send_newest
 from pyimagestreamd.frame import Frame
 from pyimagestreamd.hub import Hub
@@ -169,10 +170,18 @@ class ProtocolV2:
                     if sent is None:
                         return
                     continue
+                # Credits in hand and a camera that sends frames: its next frame wakes us,
+                # and what the client sends meanwhile is read then, before we act on it.
+                if self.credits > 0 and hub.state is CameraState.LIVE:
+                    ws.defer_input()
+                else:
+                    ws.take_input()
                 # A hub change or a client message (or the end of the connection) wakes us.
                 await hub.wait_change(until=ws.incoming())
+                ws.read_deferred()
         finally:
             ws.take_message = None
+            ws.take_input()
             self._watch(False)
 
     def _take_credit(self, message: str | bytes) -> bool:

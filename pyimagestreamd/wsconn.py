@@ -1,16 +1,17 @@
 """WebSocket connection: websockets' sans-I/O protocol driven by our own small I/O loop.
 
 After the router accepted an upgrade request, the HTTP connection hands its socket over to a
-`WebSocket`: the request head h11 parsed is re-serialized into websockets' `ServerProtocol`
-(plus any bytes that followed it), which validates the handshake and answers it; from then on
-every received byte goes to the protocol, through the reader that takes the clients' small
-messages in itself (wsreader.py), and every byte it wants to send goes through the
-connection's one bounded write path (httpd.py). That is the whole reason for driving the
+`WebSocket`: the request head h11 parsed is re-serialized into websockets' `ServerProtocol`,
+which validates the handshake and answers it; from then on (the bytes that came behind the
+request included) every received byte goes to the protocol, through the reader that takes
+the clients' small messages in itself (wsreader.py), and every byte it wants to send goes
+through the connection's one bounded write path (httpd.py). That is the whole reason for driving the
 sans-I/O layer ourselves: websockets' asyncio server queues output (pongs to a ping flood,
 frames to a reader that never reads) without a bound we could set, while here a connection
 whose output passes MAX_PENDING_OUTPUT, or that takes nothing for `send_timeout`, is aborted.
 
-Also here: keepalive pings with a timeout, and a bound on the closing handshake.
+Also here: keepalive pings with a timeout, a bound on the closing handshake, and input left
+in the kernel while a protocol-2 handler holds credits (`defer_input`), read when it wakes.
 Event-loop thread only.
 """
 
@@ -20,7 +21,6 @@ import asyncio
 import collections
 import logging
 import os
-import struct
 from collections.abc import Callable, Sequence
 
 from websockets.datastructures import Headers
@@ -33,6 +33,8 @@ from websockets.typing import Subprotocol
 
 from pyimagestreamd.httpd import Connection
 from pyimagestreamd.ratelimit import RateLimitedLog
+from pyimagestreamd.wsframing import binary_header
+from pyimagestreamd.wslog import WebsocketsLog
 from pyimagestreamd.wsreader import MessageReader
 
 log = logging.getLogger(__name__)
@@ -45,39 +47,9 @@ MAX_INBOX = 64
 PING_INTERVAL = 20.0
 PING_TIMEOUT = 20.0
 CLOSE_TIMEOUT = 5.0
-
-
-def binary_header(size: int) -> bytes:
-    """The header of one unfragmented, unmasked binary frame of `size` bytes (RFC 6455 5.2)."""
-    if size < 126:
-        return bytes((0x82, size))
-    if size < 1 << 16:
-        return struct.pack("!BBH", 0x82, 126, size)
-    return struct.pack("!BBQ", 0x82, 127, size)
-
-
-def binary_frame(payload: bytes) -> bytes:
-    """One whole binary message frame: what `send_binary((payload,))` writes."""
-    return binary_header(len(payload)) + payload
-
-
-class _WebsocketsLog(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """websockets' log lines for a connection: its errors (real bugs) at ERROR, rate-limited.
-
-    Its INFO lines ("connection open", "connection rejected") are one per connection: the
-    counters in /api/state say the same without flooding the journal.
-    """
-
-    def __init__(self, limiter: RateLimitedLog) -> None:
-        super().__init__(logging.getLogger("websockets.server"), {})
-        self.limiter = limiter
-
-    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging's name
-        return level >= logging.ERROR
-
-    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
-        if level >= logging.ERROR:
-            self.limiter.error(f"websockets:{msg}", f"websockets: {msg}", *args, **kwargs)
+# Most bytes read at once from a connection whose input was deferred: a few credits come
+# in tens of bytes; more goes back to asyncio's own reading (and its bounds).
+MAX_DEFERRED_READ = 4096
 
 
 def select_subprotocol(protocol: ServerProtocol, offered: list[Subprotocol]) -> Subprotocol | None:
@@ -93,7 +65,7 @@ class WebSocket:
         self.protocol = ServerProtocol(
             select_subprotocol=select_subprotocol,  # type: ignore[arg-type]
             max_size=MAX_MESSAGE_SIZE,
-            logger=_WebsocketsLog(limiter),
+            logger=WebsocketsLog(limiter),
         )
         self.messages: collections.deque[str | bytes] = collections.deque()
         self.reader = MessageReader(
@@ -109,6 +81,8 @@ class WebSocket:
         # the message, which then is not queued and wakes no one (protocol 2's credits).
         self.take_message: Callable[[str | bytes], bool] | None = None
         self._queued = False
+        self._input_deferred = False
+        self._fd = -1
 
     # -- opening handshake -------------------------------------------------------------
 
@@ -156,6 +130,7 @@ class WebSocket:
         self._process()
 
     def _receive_eof(self) -> None:
+        self._input_deferred = False  # the end (or the connection's loss) came through asyncio
         self.reader.receive_eof()
         self._process()
 
@@ -211,6 +186,7 @@ class WebSocket:
         if self._ping_payload is not None:
             self.conn.abort("ping_timeout")  # the last ping went unanswered
             return
+        self.take_input()  # so that the pong is read
         self._ping_payload = os.urandom(4)
         self.protocol.send_ping(self._ping_payload)
         self._flush()
@@ -222,6 +198,57 @@ class WebSocket:
     @property
     def is_open(self) -> bool:
         return self.protocol.state is OPEN and not self.conn.closed.done()
+
+    def defer_input(self) -> None:
+        """Leave what the client sends in the kernel, to be read by `read_deferred`.
+
+        For a handler that holds credits and will wake for the camera's next frame anyway:
+        the credit a client sends for each frame then costs no wake-up of the event loop
+        of its own (an epoll wake, a turn of the loop, a recv: the one thing per frame the
+        WebSocket path did that /stream.mjpg does not). Over TLS input stays as it is
+        (the bytes in the kernel are records, not frames). The keepalive ping reads input
+        as it comes again, so that a client gone quiet is still seen.
+        """
+        transport = self.conn.transport
+        if self._input_deferred or self.conn.secure or not self.is_open or transport is None:
+            return
+        if self._fd < 0:
+            self._fd = transport.get_extra_info("socket").fileno()
+        self._input_deferred = True
+        transport.pause_reading()
+
+    def read_deferred(self) -> None:
+        """Read (without waiting) what came while input was deferred, as if it came now.
+
+        Called by the handler when it wakes, before it acts: it then knows everything the
+        client sent before, as when input was read as it came. Anything else than data
+        (the end, an error, more than MAX_DEFERRED_READ at once) goes back to asyncio,
+        which reads as it comes again and reports the end or the error itself.
+        """
+        if not self._input_deferred:
+            return
+        transport = self.conn.transport
+        if transport is None or transport.is_closing() or self.conn.closed.done():
+            # The socket is being closed (its number may soon be another's): never read it.
+            self._input_deferred = False
+            return
+        try:
+            data = os.read(self._fd, MAX_DEFERRED_READ)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self._receive(data)
+        if len(data) in {0, MAX_DEFERRED_READ}:
+            self.take_input()
+
+    def take_input(self) -> None:
+        """Let asyncio read what the client sends as it comes again (after `defer_input`)."""
+        if self._input_deferred:
+            self._input_deferred = False
+            if self.conn.transport is not None and not self.conn.transport.is_closing():
+                self.conn.transport.resume_reading()
 
     def incoming(self) -> asyncio.Future[None]:
         """A future done when a message is waiting or the connection is closing or gone."""
@@ -255,12 +282,8 @@ class WebSocket:
     def send_binary(self, parts: Sequence[bytes]) -> int:
         """Send one binary message made of `parts`, without joining them; its size.
 
-        Frames (up to 300 KB of JPEG each, to every client) are framed here, not by
-        websockets, whose serializer copies each payload twice (into a BytesIO, then out of
-        it). We offer no extension (no permessage-deflate), so an unfragmented binary
-        message is `binary_header` and the payload as they are: the bytes on the wire are
-        the same. Control frames (ping, pong, close) still go through the protocol, and
-        frames are written only while it is OPEN, in order with its own output.
+        Framed by us (wsframing.py), written only while the protocol is OPEN, in order with
+        its own output (control frames: ping, pong, close).
         """
         size = sum(len(p) for p in parts)
         if self.is_open:
@@ -275,6 +298,7 @@ class WebSocket:
 
     async def close(self, code: int, reason: str) -> None:
         """Start the closing handshake and wait (bounded) for the connection to end."""
+        self.take_input()  # the client's close, or its end
         if self.protocol.state is OPEN:
             self.protocol.send_close(code, reason[:120])
             self._process()

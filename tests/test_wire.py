@@ -10,7 +10,7 @@ from websockets.frames import Opcode
 
 from pyimagestreamd.frame import Frame
 from pyimagestreamd.ws_v2 import ClientMessage, frame_meta, parse_client_message
-from pyimagestreamd.wsconn import binary_frame, binary_header
+from pyimagestreamd.wsframing import binary_frame, binary_header
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 300_000])

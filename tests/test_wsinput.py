@@ -8,6 +8,7 @@ connection with the close code RFC 6455 gives, log nothing above DEBUG, and keep
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -15,7 +16,7 @@ import struct
 from typing import Any
 
 import pytest
-from conftest import check_jpeg, timeout, ws_connect
+from conftest import check_jpeg, deadline, recv_v2_frame, timeout, ws_connect
 from test_limits import frame, raw_websocket
 
 FAST = "cameras:\n  cam: {width: 160, height: 120, fps: 30}\n"
@@ -143,3 +144,76 @@ async def test_credits_cut_into_single_bytes_still_get_frames(start_daemon: Any)
     frames, pong = await asyncio.wait_for(asyncio.to_thread(slow_credits), timeout(20))
     assert frames == 3
     assert pong == b"pi"
+
+
+async def test_a_client_keeping_credits_out_streams_on_and_its_close_is_answered(
+    start_daemon: Any,
+) -> None:
+    """4 credits outstanding (input left in the kernel meanwhile): 60 frames, then a clean close."""
+    rd = await start_daemon(FAST)
+    async with ws_connect(rd, "/websocket/cam", v2=True) as ws, deadline(30):
+        await ws.recv()  # hello
+        for _ in range(4):
+            await ws.send(NEXT.decode())
+        for _ in range(60):
+            _meta, jpeg = await recv_v2_frame(ws)
+            check_jpeg(jpeg)
+            await ws.send(NEXT.decode())
+        await ws.close()
+        assert ws.close_code == 1000
+    await rd.wait_camera("cam", lambda c: c["viewers"] == 0)
+
+
+async def test_a_pause_is_read_before_the_next_frame_while_credits_are_held(
+    start_daemon: Any,
+) -> None:
+    """8 credits, one frame, then "pause": the server reads it at its next frame, not 7 frames on."""
+    rd = await start_daemon("cameras:\n  cam: {width: 160, height: 120, fps: 10}\n")
+    async with ws_connect(rd, "/websocket/cam", v2=True) as ws, deadline(30):
+        await ws.recv()  # hello
+        for _ in range(8):
+            await ws.send(NEXT.decode())
+        await recv_v2_frame(ws)
+        await ws.send('{"type": "pause"}')
+        late = 0
+        with contextlib.suppress(TimeoutError):
+            while True:  # what comes until the stream goes quiet for a second
+                if isinstance(await asyncio.wait_for(ws.recv(), timeout(1)), bytes):
+                    late += 1
+        # A frame or two may cross the pause on the way; 7 would mean it waited in the kernel.
+        assert late <= 2
+
+
+async def test_a_burst_larger_than_one_deferred_read_is_read_whole(start_daemon: Any) -> None:
+    """Credits held, then 40 pings (5,240 bytes, past MAX_DEFERRED_READ): 40 pongs, in order."""
+    rd = await start_daemon(FAST)
+
+    def burst() -> list[bytes]:
+        sock = v2_websocket(rd.port)
+        sock.sendall(frame(0x1, NEXT) * 4)
+        pings = [bytes([i]) * 125 for i in range(40)]
+        pongs: list[bytes] = []
+        buf, sent = b"", False
+        with sock:
+            while len(pongs) < 40:
+                buf += sock.recv(1 << 16)
+                while len(buf) >= 2:
+                    size = buf[1] & 0x7F
+                    head = 2 + {126: 2, 127: 8}.get(size, 0)
+                    if len(buf) < head:
+                        break
+                    if size >= 126:
+                        (size,) = struct.unpack("!H" if size == 126 else "!Q", buf[2:head])
+                    if len(buf) < head + size:
+                        break
+                    opcode, payload = buf[0] & 0x0F, buf[head : head + size]
+                    buf = buf[head + size :]
+                    if opcode == 0x2 and not sent:  # a frame out: the server holds 3 credits
+                        sock.sendall(b"".join(frame(0x9, p) for p in pings))
+                        sent = True
+                    elif opcode == 0xA:
+                        pongs.append(payload)
+        assert pongs == pings
+        return pongs
+
+    await asyncio.wait_for(asyncio.to_thread(burst), timeout(20))

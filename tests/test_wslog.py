@@ -13,9 +13,9 @@ def test_websockets_log_keeps_errors_rate_limited_and_drops_chatter(
 
     from pyimagestreamd.cli import set_log_level
     from pyimagestreamd.ratelimit import RateLimitedLog
-    from pyimagestreamd.wsconn import _WebsocketsLog
+    from pyimagestreamd.wslog import WebsocketsLog
 
-    adapter = _WebsocketsLog(RateLimitedLog(logging.getLogger("pyimagestreamd.server")))
+    adapter = WebsocketsLog(RateLimitedLog(logging.getLogger("pyimagestreamd.server")))
     caplog.set_level("DEBUG")
     adapter.info("connection open")
     adapter.debug("< frame")
