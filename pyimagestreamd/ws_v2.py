@@ -6,7 +6,9 @@ The client sends {"type": "next"} for each frame it wants (up to `window` outsta
 camera's own size). The server sends
 {"type": "hello", ...} first, then {"type": "state", ...} on every camera state change, and
 for each credit one binary message: a 4-byte big-endian length N, N bytes of JSON metadata
-(camera, seq, time, age, width, height, offline), then the JPEG.
+(camera, seq, time, age, width, height, offline, held), then the JPEG. `held` is how long
+the credit the frame answers waited here (for a newer frame, at the pacing gate): a client
+that times its round trip from credit to frame takes it out, since it is no network time.
 
 `parse_client_message` is the I/O-free parser of the client's messages (fuzzed by the
 hostile-input suite). Smaller frames come from the camera's Scaler (scaler.py), shared by
@@ -21,6 +23,7 @@ import logging
 import struct
 import time
 import weakref
+from collections import deque
 from typing import Any, NamedTuple
 
 from pyimagestreamd.camera import CameraState
@@ -96,8 +99,10 @@ _COMMON_MESSAGES = {
 }
 
 
-def frame_meta(camera_json: str, frame: Frame, now: float) -> bytes:
+def frame_meta(camera_json: str, frame: Frame, now: float, held: float = 0.0) -> bytes:
     """The JSON metadata of one frame message; `camera_json` is json.dumps(camera name).
+
+    `held`: seconds between the answered credit's arrival and `now`.
 
     Filled in from a template: json.dumps() of a dict was the largest piece of Python work
     per frame sent. It reads back as the same object, keys in the same order.
@@ -106,7 +111,7 @@ def frame_meta(camera_json: str, frame: Frame, now: float) -> bytes:
     return (
         f'{{"camera": {camera_json}, "seq": {frame.seq}, "time": {frame.wall_time:.3f}, '
         f'"age": {age:.4f}, "width": {frame.width}, "height": {frame.height}, '
-        f'"offline": {"true" if frame.is_placeholder else "false"}}}'
+        f'"offline": {"true" if frame.is_placeholder else "false"}, "held": {max(0.0, held):.4f}}}'
     ).encode()
 
 
@@ -121,6 +126,9 @@ class ProtocolV2:
         self.hub = hub
         self.cameras = cameras
         self.credits = 0
+        # Arrival times (monotonic) of the outstanding credits, oldest first: a frame
+        # answers the oldest, and its metadata says how long that one was held.
+        self.credit_times: deque[float] = deque(maxlen=MAX_WINDOW)
         self.last_seq = 0
         self.watching = False
         self.reported_version = -1
@@ -200,8 +208,12 @@ class ProtocolV2:
             or (latest is not None and latest.seq > self.last_seq)
         ):
             return False
-        self.credits += 1
+        self._add_credit()
         return True
+
+    def _add_credit(self) -> None:
+        self.credits += 1
+        self.credit_times.append(time.monotonic())
 
     def _watch(self, watching: bool) -> None:
         if watching and not self.watching:
@@ -217,10 +229,11 @@ class ProtocolV2:
         elif kind == "next":
             if self.credits >= MAX_WINDOW:
                 raise ClientProtocolError(f"more than {MAX_WINDOW} frame requests outstanding")
-            self.credits += 1
+            self._add_credit()
             self._watch(True)  # a request is as good as a resume
         elif kind == "pause":
             self.credits = 0
+            self.credit_times.clear()
             self._watch(False)
         else:
             self._watch(True)
@@ -231,7 +244,9 @@ class ProtocolV2:
     def _send_frame(self, frame: Frame) -> int:
         if self.max_width and frame.width > self.max_width:
             frame = scaler_for(self.hub).scaled(frame, self.max_width)
-        meta = frame_meta(self._camera_json, frame, time.monotonic())
+        now = time.monotonic()
+        credit_at = self.credit_times.popleft() if self.credit_times else now
+        meta = frame_meta(self._camera_json, frame, now, now - credit_at)
         self.credits -= 1
         self.last_seq = frame.seq
         return self.ws.send_binary((struct.pack(">I", len(meta)) + meta, frame.jpeg))

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import check_jpeg, timeout, ws_connect
+from conftest import check_jpeg, split_v2, timeout, ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from pyimagestreamd import pacing
@@ -151,3 +151,38 @@ async def test_protocol_2_waits_for_the_in_flight_bound_the_original_protocol_do
                     message = await ws.recv()
                     assert isinstance(message, str), "a frame passed the in-flight bound"
     assert (await rd.state())["aborted"]["stalled"] == 1
+
+
+async def test_protocol_2_frames_say_how_long_their_credit_was_held_at_the_gate(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A credit held at the in-flight bound: its frame's "held" covers the hold, one sent at once not."""
+    hold = 1.0
+    holding = False
+    monkeypatch.setattr(pacing, "queued_bytes", lambda fd: (1 << 30) if holding else 0)
+    rd = await start_daemon(
+        "server: {listen: 127.0.0.1, port: 0, send_timeout: 30}\n"
+        "cameras:\n  cam: {width: 64, height: 48, fps: 10}\n"
+    )
+    async with ws_connect(rd, v2=True) as ws:
+
+        async def frame() -> dict[str, Any]:
+            async with asyncio.timeout(timeout(10)):
+                while True:
+                    message = await ws.recv()
+                    if isinstance(message, bytes):
+                        meta, jpeg = split_v2(message)
+                        check_jpeg(jpeg)
+                        return meta
+
+        await ws.send('{"type": "next"}')
+        at_once = await frame()
+        holding = True
+        await ws.send('{"type": "next"}')
+        await asyncio.sleep(hold)
+        holding = False
+        held = await frame()
+    assert held["held"] >= hold - 0.05, held
+    # The frame is the newest when the gate opens, not the one waiting when the credit came.
+    assert held["age"] < held["held"], held
+    assert at_once["held"] < hold, at_once

@@ -42,8 +42,9 @@ def test_frame_meta_reads_back_as_json_dumps_of_the_fields(camera: str, frame: F
         "width": frame.width,
         "height": frame.height,
         "offline": frame.is_placeholder,
+        "held": 0.1235,
     }
-    got = json.loads(frame_meta(json.dumps(camera), frame, now))
+    got = json.loads(frame_meta(json.dumps(camera), frame, now, 0.12345))
     assert got == expected
     assert list(got) == list(expected)
 

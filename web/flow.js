@@ -6,10 +6,13 @@
  * so the picture lags. The window is sized from four measurements, all taken from frames:
  *
  *   rtt         base round trip: min(receive - server send) over the last minute +
- *               min(server send - credit sent) over the last 10 s. The server's clock
- *               offset cancels out of the sum.
- *               A credit the server had to hold until a new frame was captured would
- *               inflate the second term, so it only counts frames the server sent at once:
+ *               min(server send - credit sent - held) over the last 10 s. The server's
+ *               clock offset cancels out of the sum. `held` (the frame's metadata) is how
+ *               long the server kept the credit before sending: waiting for a new frame, or
+ *               at its in-flight bound while the link was full (a window larger than the
+ *               path needs keeps its extra credits there, seconds each on a slow link).
+ *               From a server that does not send it: a credit held until a new frame was
+ *               captured would inflate the second term, so it only counts frames sent at once:
  *               those after a gap in seq (a frame was skipped, so a newer one was waiting)
  *               and the first one of a connection to a live camera. Without such frames
  *               (every captured frame arrives) the last good value stays, lowered by any
@@ -171,10 +174,17 @@ export class FlowControl {
 
     this.recvMinusSend.add(now - sent, now, bytes);
     this.updateLinkRate(bytes, now);
-    if (creditAt !== undefined) {
+    const held = (meta.held ?? NaN) * 1000; // NaN: a server that does not say
+    if (creditAt !== undefined && held >= 0) {
+      // The server says how long it held the credit (for a frame, at its send gate): what
+      // remains is the way up, from every frame.
+      this.anySendMinusCredit.add(sent - creditAt - held, now);
+      this.sendMinusCredit.add(sent - creditAt - held, now);
+    } else if (creditAt !== undefined) {
       this.anySendMinusCredit.add(sent - creditAt, now);
       if (meta.seq - this.lastSeq >= 2) {
-        // A newer frame was waiting when the credit arrived: it was not held.
+        // A newer frame was waiting when the credit arrived: it was not held (unless the
+        // server's gate held it, and skipped frames meanwhile: only "held" tells).
         this.sendMinusCredit.add(sent - creditAt, now);
       }
     }

@@ -9,7 +9,10 @@ import { FlowControl } from "../../web/flow.js";
 /**
  * Run `seconds` of simulated time; returns per-frame truths and the flow's view.
  * frameBytes: a number, or a function of the frame's seq; window: a fixed window instead of
- * the flow's (the flow still measures, as the bench's fixed windows do).
+ * the flow's (the flow still measures, as the bench's fixed windows do); gateMs: the server
+ * holds its credits while the link has more than this much left to send (its in-flight
+ * bound, pacing.py); reportsHeld: false for a server whose frames do not say how long it held
+ * their credit (before "held" was in the metadata).
  */
 function simulate({
   fps,
@@ -19,6 +22,8 @@ function simulate({
   seconds,
   serverClockOffsetMs = 0,
   window = 0,
+  gateMs = Infinity,
+  reportsHeld = true,
 }) {
   const sizeOf = typeof frameBytes === "function" ? frameBytes : () => frameBytes;
   const events = []; // [time, kind, data], kept sorted by time
@@ -34,10 +39,20 @@ function simulate({
   let lastSent = 0;
   let linkFreeAt = 0;
   const received = [];
+  const creditTimes = []; // arrival of the server's outstanding credits, oldest first
+  let gateAt = -Infinity; // the server's next look at its gate, when one is due
 
   const serve = (now) => {
     while (credits > 0 && latest && latest.seq > lastSent) {
+      if (linkFreeAt - now > gateMs) {
+        if (gateAt <= now) {
+          gateAt = linkFreeAt - gateMs;
+          at(gateAt, "gate");
+        }
+        return;
+      }
       credits -= 1;
+      const held = now - creditTimes.shift();
       lastSent = latest.seq;
       const start = Math.max(now, linkFreeAt);
       const bytes = sizeOf(latest.seq);
@@ -46,6 +61,7 @@ function simulate({
         seq: latest.seq,
         time: (latest.captured + serverClockOffsetMs) / 1000,
         age: (now - latest.captured) / 1000,
+        ...(reportsHeld ? { held: held / 1000 } : {}),
       };
       at(linkFreeAt + oneWayMs, "arrive", { meta, captured: latest.captured, bytes });
     }
@@ -65,13 +81,17 @@ function simulate({
       seq += 1;
       latest = { seq, captured: now };
       serve(now);
+    } else if (kind === "gate") {
+      serve(now);
     } else if (kind === "credit") {
       credits += 1;
+      creditTimes.push(now);
       assert.ok(credits <= 8, "the server would refuse: more than 8 credits");
       serve(now);
     } else {
       const estimated = flow.frameArrived(data.meta, now, data.bytes);
-      received.push({ at: now, age: now - data.captured, estimated, window: window || flow.window });
+      const held = (data.meta.held ?? 0) * 1000;
+      received.push({ at: now, age: now - data.captured, estimated, held, window: window || flow.window });
       topUp(now);
     }
   }
@@ -113,6 +133,19 @@ test("fast link with 150 ms round trip: the window carries every camera frame", 
   assert.ok(Math.abs(r.flow.rtt - 155) < 20, `rtt estimate ${r.flow.rtt}`);
 });
 
+test("fast link with 150 ms round trip, a server that does not say how long it held credits", () => {
+  const r = simulate({
+    fps: 15,
+    frameBytes: 60_000,
+    bytesPerSecond: 12_500_000,
+    oneWayMs: 75,
+    seconds: 30,
+    reportsHeld: false,
+  });
+  assert.ok(r.fps > 14.5, `fps ${r.fps}`);
+  assert.ok(Math.abs(r.flow.rtt - 155) < 20, `rtt estimate ${r.flow.rtt}`);
+});
+
 test("loopback: every camera frame with a window of at most 3", () => {
   const r = simulate({
     fps: 30,
@@ -141,10 +174,35 @@ test("frame age is close without synchronized clocks (within half a transfer tim
 });
 
 /** The bench's links: 30 fps, frames of 75 KB give or take 15%, 50 ms each way. */
-function benchLink(bytesPerSecond, window = 0) {
+function benchLink(bytesPerSecond, window = 0, options = {}) {
   const frameBytes = (seq) => 75_000 * (1 + 0.15 * Math.sin(seq * 0.7));
-  return simulate({ fps: 30, frameBytes, bytesPerSecond, oneWayMs: 50, seconds: 60, window });
+  return simulate({ fps: 30, frameBytes, bytesPerSecond, oneWayMs: 50, seconds: 60, window, ...options });
 }
+
+// The server's in-flight bound (pacing.py) lets about half a round trip wait on the link; a
+// window larger than that keeps the rest of its credits at the server, each for several
+// frames' transfer at 2 Mbit/s. The path's round trip as flow.js defines it: 100 ms plus the
+// transfer of the smallest frame (63,750 bytes: 255 ms).
+const GATED = { gateMs: 50 };
+const PATH_RTT_2MBIT = 100 + (75_000 * 0.85 * 1000) / 250_000;
+
+test("2 Mbit/s, 100 ms, a server that holds credits at its gate: rtt stays the path's", (t) => {
+  const r = benchLink(250_000, 0, GATED);
+  const held = r.settled.map((f) => f.held).sort((a, b) => a - b);
+  t.diagnostic(`rtt ${r.flow.rtt.toFixed(0)} ms (path ${PATH_RTT_2MBIT}), windows ${r.windows}, median held ${held[held.length >> 1].toFixed(0)} ms`);
+  assert.ok(held[held.length >> 1] > 500, "the simulated server did not hold credits");
+  assert.ok(Math.abs(r.flow.rtt - PATH_RTT_2MBIT) < 50, `rtt estimate ${r.flow.rtt} ms`);
+});
+
+test("2 Mbit/s, 100 ms, credits held at the gate, clocks 1 s or 1 h apart: the age stays close", () => {
+  for (const serverClockOffsetMs of [1_000, 3_600_000]) {
+    const r = benchLink(250_000, 0, { ...GATED, serverClockOffsetMs });
+    const errors = r.settled.map((f) => Math.abs(f.estimated - f.age)).sort((a, b) => a - b);
+    // Half a transfer (150 ms) as without a gate (above), and some for the frame sizes.
+    const median = errors[errors.length >> 1];
+    assert.ok(median < 200, `offset ${serverClockOffsetMs} ms: median age error ${median} ms`);
+  }
+});
 
 for (const [name, bytesPerSecond] of [["2 Mbit/s", 250_000], ["10 Mbit/s", 1_250_000]]) {
   test(`${name}, 100 ms: within 10% of the best fixed window's fps at no more than its p95 age`, (t) => {
