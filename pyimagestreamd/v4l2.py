@@ -20,7 +20,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import select
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from pyimagestreamd.camera import CameraError, CaptureSource
 from pyimagestreamd.controls import Applied, defaults
 from pyimagestreamd.frame import Frame
 from pyimagestreamd.mjpeg import MjpegChecker
+from pyimagestreamd.v4l2buffers import StreamBuffers
 from pyimagestreamd.v4l2config import V4L2Options
 from pyimagestreamd.v4l2controls import control_state, device_controls, set_values
 
@@ -128,7 +128,7 @@ class V4L2Source(CaptureSource):
         self.options = opts if isinstance(opts, V4L2Options) else V4L2Options()
         self._device: Any = None
         self._capture: Any = None
-        self._reader: Any = None
+        self._buffers: StreamBuffers | None = None
         self._negotiated: Negotiated | None = None
         self._checker = MjpegChecker()
         self._stats = _Stats()
@@ -166,7 +166,7 @@ class V4L2Source(CaptureSource):
             doing = "start streaming"
             self._capture = v4l2.VideoCapture(self._device, size=max(1, granted))
             self._capture.open()
-            self._reader = self._capture.buffer.frame_reader
+            self._buffers = StreamBuffers(self._device.fileno(), self._capture.buffer.buffers)
         except OSError as exc:
             reason = reason_for(exc, path)
             if exc.errno not in (
@@ -182,19 +182,20 @@ class V4L2Source(CaptureSource):
         self._stats.controls_at = time.monotonic()
 
     def read(self, timeout: float) -> Frame | None:
-        assert self._reader is not None and self._negotiated is not None
-        neg = self._negotiated
+        assert self._buffers is not None and self._negotiated is not None
+        neg, buffers = self._negotiated, self._buffers
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             try:
-                jpeg = self._next_jpeg(left, neg)
+                if not buffers.wait(left):
+                    return None
+                jpeg = self._next_jpeg(buffers, neg)
             except BlockingIOError:
                 continue  # woken without a buffer ready (poll said readable for an event)
             except OSError as exc:
                 raise CameraError(reason_for(exc, self.config.source)) from exc
-            if jpeg is None:
-                return None
             captured_at, wall = time.monotonic(), time.time()
+            self._count_sequence(buffers.sequence)
             if not jpeg:
                 self.counters["frames_dropped"] += 1
                 self.counters["frames_dropped_invalid"] += 1
@@ -205,35 +206,28 @@ class V4L2Source(CaptureSource):
             return Frame(jpeg, neg.width, neg.height, captured_at, wall)
         return None
 
-    def _next_jpeg(self, timeout: float, neg: Negotiated) -> bytes | None:
-        """The next frame as JPEG; None if none came in `timeout`, b"" for a dropped one."""
+    def _next_jpeg(self, buffers: StreamBuffers, neg: Negotiated) -> bytes:
+        """The ready buffer as JPEG, or b"" for one that had to be dropped."""
         if neg.is_passthrough:
-            # FrameReader.read is the step of v4l2py's frame iterator with a bounded
-            # select() before DQBUF; the frame's bytes are copied out of the driver's buffer.
-            raw = self._reader.read(timeout)
-            if raw is None:
-                return None
-            self._count_sequence(raw.frame_nb)
-            return self._checker.check(raw.data) or b""
+            # The frame's bytes are copied out of the driver's buffer (which goes back to
+            # the driver at once) and checked; nothing is decoded.
+            return self._checker.check(buffers.read()) or b""
         # Raw frames are converted straight from the mapped driver buffer, before it is
         # queued again: a 1080p YUYV frame is 4 MB, and copying it first costs as much
         # memory bandwidth as the conversion itself.
-        ready, _, _ = select.select((self._device,), (), (), timeout)
-        if not ready:
-            return None
-        mapped = self._capture.buffer
-        with mapped.queue as buf:  # DQBUF here, QBUF when the block ends
-            self._count_sequence(buf.sequence)
-            view = memoryview(mapped.buffers[buf.index])[: buf.bytesused]
+        view = buffers.dequeue()
+        try:
             planes = self._raw_planes(view, neg)
-            del view
+        finally:
+            del view  # nothing may point into the buffer once the driver has it back
+            buffers.requeue()
         if planes is None:
             return b""
         return encoder.encode_planes(planes, self.config.quality)
 
     def close(self) -> None:
         capture, device = self._capture, self._device
-        self._capture = self._reader = self._device = None
+        self._capture = self._buffers = self._device = None
         # Each step on its own: after an unplug, STREAMOFF fails with ENODEV, and the
         # buffers and the fd must still be released.
         # Broad excepts: whatever goes wrong releasing buffers, the fd must still be closed,
