@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pyimagestreamd.controls import Applied, ControlRequests, answer, defaults
@@ -38,6 +39,10 @@ RETRY_DELAYS = (0.5, 1.0, 2.0, 3.0, 5.0)
 # A read hook must return within this many seconds (None when no frame came), so that the
 # thread notices a stop request and can report its heartbeat.
 READ_TIMEOUT = 0.5
+# A source read by the event loop whose fd is readable this many times in a row without a
+# frame (an error condition the driver reports through poll) is given up and reopened,
+# instead of spinning the loop until the frame timeout.
+MAX_EMPTY_WAKES = 100
 
 
 # prctl(2) option that names the calling thread in the kernel (at most 15 bytes).
@@ -84,11 +89,23 @@ class CameraError(Exception):
 
 
 class FrameSink(Protocol):
-    """Receives what a capture thread produces; called from that thread."""
+    """Receives what a capture run produces.
+
+    `on_frame` / `on_state` are called from the capture thread or, for a source the event
+    loop reads (`loop_fd`), from the loop's thread inside the `watch` callback; `watch` and
+    `unwatch` only from the capture thread.
+    """
 
     def on_frame(self, frame: Frame) -> None: ...
 
     def on_state(self, state: CameraState, reason: str) -> None: ...
+
+    def watch(self, fd: int, on_readable: Callable[[], bool]) -> None:
+        """Have the event loop call `on_readable()` whenever `fd` is readable, until it
+        returns False or `unwatch(fd)`."""
+
+    def unwatch(self, fd: int) -> None:
+        """Stop watching `fd`; returns once the loop no longer calls back (fd may close)."""
 
 
 class CaptureSource(ABC):
@@ -100,6 +117,9 @@ class CaptureSource(ABC):
         self.config = config
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        # Wakes the capture thread while the event loop reads (stop request, read failure).
+        self._wake = threading.Event()
+        self._live = False
         # Heartbeat for the watchdog: advanced by the capture thread at every turn of its
         # loop, including while it waits in back-off, so a stale value means a hung thread.
         self.progress_at = time.monotonic()
@@ -145,6 +165,7 @@ class CaptureSource(ABC):
         if thread is None:
             return True
         self._stop.set()
+        self._wake.set()
         thread.join(timeout)
         if thread.is_alive():
             log.error(
@@ -178,6 +199,23 @@ class CaptureSource(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the device; must not raise for a device that is already gone."""
+
+    # -- reading in the event loop instead (a source that can; see _stream_in_loop) --------
+
+    def loop_fd(self) -> int | None:
+        """After open(): a non-blocking fd the event loop may watch instead of this thread
+        calling read(), or None (the default) to read in the capture thread."""
+        return None
+
+    def read_ready(self) -> Frame | None:
+        """Event-loop thread, `loop_fd()` readable: the frame that is ready, None for one
+        dropped; BlockingIOError if none was ready, CameraError if the camera failed."""
+        raise NotImplementedError
+
+    def refresh_state(self) -> None:
+        """Capture thread, about twice a second while the event loop reads: chores that
+        would otherwise come between two reads (re-reading control values)."""
+        return
 
     # -- controls (controls.py); a source without any keeps these defaults -----------------
 
@@ -253,7 +291,10 @@ class CaptureSource(ABC):
 
     def _stream(self, sink: FrameSink, stop: threading.Event) -> str:
         """Read frames until stopped; return "" on a stop request, or raise CameraError."""
-        live = False
+        self._live = False
+        fd = self.loop_fd()
+        if fd is not None:
+            return self._stream_in_loop(sink, stop, fd)
         last_frame_at = self.clock.now()
         while not stop.is_set():
             # Between two reads, the only time the device is free: at most one read
@@ -267,15 +308,47 @@ class CaptureSource(ABC):
                     raise CameraError(f"no frames for {now - last_frame_at:.0f} s")
                 continue
             last_frame_at = now
-            self.counters["frames_captured"] += 1
-            self.last_size = (frame.width, frame.height)
-            if not live:
-                live = True
-                self._attempt = 0  # back-off starts short again after a good stretch
-                log.info("camera %s live: %s", self.config.name, self.format_summary())
-                sink.on_state(CameraState.LIVE, "")
-            sink.on_frame(frame)
+            self._deliver(sink, frame)
         return ""
+
+    def _stream_in_loop(self, sink: FrameSink, stop: threading.Event, fd: int) -> str:
+        """Like _stream, but the event loop reads each frame when `fd` is readable.
+
+        For a source that can (MJPEG passthrough from V4L2: a non-blocking DQBUF and a
+        copy), this saves what a frame costs to cross threads — a wake-up of this thread,
+        then `call_soon_threadsafe`'s self-pipe write and read and a wake-up of the loop
+        (README, "Benchmarks (VM)"). This thread keeps everything else: open, close and
+        back-off, control changes, the "no frames" timeout and the heartbeat.
+        """
+        watch = _LoopWatch(self, sink, self._wake)
+        sink.watch(fd, watch.on_readable)
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                self.progress_at = time.monotonic()
+                if watch.error is not None:
+                    raise watch.error
+                self._apply_requested_controls(opening=False)
+                now = self.clock.now()
+                if now - watch.last_frame_at > self.frame_timeout:
+                    raise CameraError(f"no frames for {now - watch.last_frame_at:.0f} s")
+                self.refresh_state()
+                self.clock.wait(self._wake, READ_TIMEOUT)
+        finally:
+            watch.done = True
+            sink.unwatch(fd)
+        return ""
+
+    def _deliver(self, sink: FrameSink, frame: Frame) -> None:
+        """Count a frame and hand it over; the first one of a run makes the camera live."""
+        self.counters["frames_captured"] += 1
+        self.last_size = (frame.width, frame.height)
+        if not self._live:
+            self._live = True
+            self._attempt = 0  # back-off starts short again after a good stretch
+            log.info("camera %s live: %s", self.config.name, self.format_summary())
+            sink.on_state(CameraState.LIVE, "")
+        sink.on_frame(frame)
 
     def _apply_requested_controls(self, opening: bool) -> None:
         reset, values, waiting = self.controls.take(opening)
@@ -307,3 +380,46 @@ class CaptureSource(ABC):
         """One line on what was negotiated, for the log."""
         width, height = self.last_size
         return f"{width}x{height}"
+
+
+class _LoopWatch:
+    """One capture run's reads in the event loop; `on_readable` runs in the loop's thread.
+
+    The capture thread reads `error` and `last_frame_at` (plain attributes: one writer).
+    """
+
+    def __init__(self, source: CaptureSource, sink: FrameSink, wake: threading.Event) -> None:
+        self.source, self.sink, self.wake = source, sink, wake
+        self.last_frame_at = source.clock.now()
+        self.error: Exception | None = None
+        self.done = False
+        self._empty_wakes = 0
+
+    def on_readable(self) -> bool:
+        """Read the ready frame and deliver it; False when the loop should stop watching."""
+        if self.done:
+            return False
+        try:
+            frame = self.source.read_ready()
+        except BlockingIOError:
+            self._empty_wakes += 1
+            if self._empty_wakes < MAX_EMPTY_WAKES:
+                return True
+            return self._fail(CameraError("the device signals frames but has none to give"))
+        except Exception as exc:  # CameraError, or a bug: the capture thread reports it
+            return self._fail(exc)
+        self._empty_wakes = 0
+        if frame is None:
+            return True  # a dropped frame: like read(), it does not count as one that came
+        self.last_frame_at = self.source.clock.now()
+        try:
+            self.source._deliver(self.sink, frame)
+        except Exception as exc:
+            return self._fail(exc)
+        return True
+
+    def _fail(self, exc: Exception) -> bool:
+        self.error = exc
+        self.done = True
+        self.wake.set()
+        return False

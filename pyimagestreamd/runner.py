@@ -2,7 +2,10 @@
 
 The capture thread (camera.py) calls the runner's sink from its own thread; the sink
 forwards each frame and state change with `loop.call_soon_threadsafe` — the only way a
-capture thread touches asyncio. In the other direction, the hub says when the camera is
+capture thread touches asyncio. A source that the event loop reads itself (V4L2 MJPEG
+passthrough: camera.py's `_stream_in_loop`) has its fd watched with `add_reader` through
+the sink, and its frames, delivered in the loop's thread, go to the hub directly. In the
+other direction, the hub says when the camera is
 wanted (first viewer, stop delay expired) and the runner starts or stops the thread,
 one change at a time, blocking calls off the event loop. `run()` is a core task of the
 daemon (daemon.py starts, watches and cancels it).
@@ -13,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
+from collections.abc import Callable
 
 from pyimagestreamd.camera import CameraState, CaptureSource
 from pyimagestreamd.frame import Frame
@@ -20,25 +25,61 @@ from pyimagestreamd.hub import Hub
 
 log = logging.getLogger(__name__)
 
+# How long a capture thread waits for the loop to stop watching its device before it
+# closes the fd anyway (the loop is stuck, and the watchdog will act on that).
+UNWATCH_TIMEOUT = 5.0
+
 
 class _Sink:
-    """Receives one capture run's output in the capture thread; hands it to the loop."""
+    """Receives one capture run's output; hands it to the loop (created on the loop)."""
 
     def __init__(self, runner: CameraRunner, generation: int) -> None:
         self.runner = runner
         self.generation = generation
         self.loop = runner.loop
+        self._loop_thread = threading.get_ident()
 
     def on_frame(self, frame: Frame) -> None:
-        self._post(self.runner.deliver_frame, frame)
+        if threading.get_ident() == self._loop_thread:  # read by the loop: no hand-over
+            self.runner.deliver_frame(self.generation, frame)
+        else:
+            self._post(self.runner.deliver_frame, self.generation, frame)
 
     def on_state(self, state: CameraState, reason: str) -> None:
-        self._post(self.runner.deliver_state, state, reason)
+        if threading.get_ident() == self._loop_thread:
+            self.runner.deliver_state(self.generation, state, reason)
+        else:
+            self._post(self.runner.deliver_state, self.generation, state, reason)
 
-    def _post(self, callback: object, *args: object) -> None:
+    def watch(self, fd: int, on_readable: Callable[[], bool]) -> None:
+        loop = self.loop
+
+        def readable() -> None:
+            if not on_readable():
+                loop.remove_reader(fd)
+
+        self._post(loop.add_reader, fd, readable)
+
+    def unwatch(self, fd: int) -> None:
+        removed = threading.Event()
+
+        def remove() -> None:
+            self.loop.remove_reader(fd)
+            removed.set()
+
+        try:
+            self.loop.call_soon_threadsafe(remove)
+        except RuntimeError:
+            return  # the loop is closed: it calls nothing any more
+        if not removed.wait(UNWATCH_TIMEOUT):
+            log.error(
+                "camera %s: the event loop did not stop watching the device", self.runner.name
+            )
+
+    def _post(self, callback: Callable[..., object], *args: object) -> None:
         # The loop may already be closed while a capture thread winds down at shutdown.
         with contextlib.suppress(RuntimeError):
-            self.loop.call_soon_threadsafe(callback, self.generation, *args)  # type: ignore[arg-type]
+            self.loop.call_soon_threadsafe(callback, *args)
 
 
 class CameraRunner:

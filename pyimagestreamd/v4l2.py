@@ -182,29 +182,54 @@ class V4L2Source(CaptureSource):
         self._stats.controls_at = time.monotonic()
 
     def read(self, timeout: float) -> Frame | None:
-        assert self._buffers is not None and self._negotiated is not None
-        neg, buffers = self._negotiated, self._buffers
+        assert self._buffers is not None
+        buffers = self._buffers
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             try:
                 if not buffers.wait(left):
                     return None
-                jpeg = self._next_jpeg(buffers, neg)
+                frame = self.read_ready()
             except BlockingIOError:
                 continue  # woken without a buffer ready (poll said readable for an event)
-            except OSError as exc:
-                raise CameraError(reason_for(exc, self.config.source)) from exc
-            captured_at, wall = time.monotonic(), time.time()
-            self._count_sequence(buffers.sequence)
-            if not jpeg:
-                self.counters["frames_dropped"] += 1
-                self.counters["frames_dropped_invalid"] += 1
+            if frame is None:
                 continue
-            if captured_at - self._stats.controls_at > CONTROLS_REFRESH_INTERVAL:
-                self._stats.controls_at = captured_at
-                self._stats.controls = self._read_controls()
-            return Frame(jpeg, neg.width, neg.height, captured_at, wall)
+            self.refresh_state()
+            return frame
         return None
+
+    def loop_fd(self) -> int | None:
+        # MJPEG passthrough costs a DQBUF and a copy per frame: cheap enough to do in the
+        # event loop, which then needs no hand-over from this thread (camera.py). A raw
+        # frame's conversion would block the loop for tens of milliseconds: the thread.
+        neg = self._negotiated
+        if neg is None or not neg.is_passthrough or self._device is None:
+            return None
+        fd: int = self._device.fileno()
+        return fd
+
+    def read_ready(self) -> Frame | None:
+        assert self._buffers is not None and self._negotiated is not None
+        neg, buffers = self._negotiated, self._buffers
+        try:
+            jpeg = self._next_jpeg(buffers, neg)
+        except BlockingIOError:
+            raise
+        except OSError as exc:
+            raise CameraError(reason_for(exc, self.config.source)) from exc
+        captured_at, wall = time.monotonic(), time.time()
+        self._count_sequence(buffers.sequence)
+        if not jpeg:
+            self.counters["frames_dropped"] += 1
+            self.counters["frames_dropped_invalid"] += 1
+            return None
+        return Frame(jpeg, neg.width, neg.height, captured_at, wall)
+
+    def refresh_state(self) -> None:
+        now = time.monotonic()
+        if now - self._stats.controls_at > CONTROLS_REFRESH_INTERVAL:
+            self._stats.controls_at = now
+            self._stats.controls = self._read_controls()
 
     def _next_jpeg(self, buffers: StreamBuffers, neg: Negotiated) -> bytes:
         """The ready buffer as JPEG, or b"" for one that had to be dropped."""

@@ -1,0 +1,247 @@
+"""A source that the event loop reads (`loop_fd`): the runner, the hub and the capture thread.
+
+The fake camera is a pipe: each byte written is a frame ready to read ("?" a bad one, "!"
+the camera failing); the loop watches the pipe's read end as it would a V4L2 device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from conftest import timeout
+
+from pyimagestreamd import camera
+from pyimagestreamd.camera import CameraError, CameraState, CaptureSource, Clock
+from pyimagestreamd.config import CameraConfig
+from pyimagestreamd.frame import Frame
+from pyimagestreamd.runner import CameraRunner
+
+
+class PipeCamera(CaptureSource):
+    """Frames from a pipe, read in the event loop; counts where and how it was read."""
+
+    def __init__(self) -> None:
+        super().__init__(CameraConfig(name="pipe", width=64, height=48, fps=10, stop_delay=0))
+        self.r = self.w = -1
+        self.opens = 0
+        self.read_threads: set[int] = set()
+        self.thread_reads = 0
+        self.closed_while_watched = False
+        self.watched: Callable[[int], bool] = lambda fd: False
+        self.read_at = self.closed_at = 0.0  # on the source's clock
+
+    def open(self) -> None:
+        self.opens += 1
+        self.r, self.w = os.pipe()
+        os.set_blocking(self.r, False)
+
+    def loop_fd(self) -> int | None:
+        return self.r
+
+    def read(self, timeout: float) -> Frame | None:
+        self.thread_reads += 1
+        return None
+
+    def read_ready(self) -> Frame | None:
+        self.read_threads.add(threading.get_ident())
+        self.read_at = self.clock.now()
+        byte = os.read(self.r, 1)  # BlockingIOError when the pipe is empty
+        if byte == b"!":
+            raise CameraError("the pipe broke")
+        if byte == b"?":
+            return None
+        now = time.monotonic()
+        return Frame(b"\xff\xd8" + byte + b"\xff\xd9", 64, 48, now, time.time())
+
+    def close(self) -> None:
+        self.closed_at = self.clock.now()
+        if self.r >= 0:
+            self.closed_while_watched |= self.watched(self.r)
+            os.close(self.r)
+            os.close(self.w)
+        self.r = self.w = -1
+
+    def offline_card(self, reason: str) -> Frame:
+        return Frame(b"card", 64, 48, time.monotonic(), time.time(), is_placeholder=True)
+
+    def feed(self, data: bytes) -> None:
+        os.write(self.w, data)
+
+
+def is_watched(loop: asyncio.AbstractEventLoop) -> Callable[[int], bool]:
+    selector = loop._selector  # type: ignore[attr-defined]
+    return lambda fd: selector.get_map().get(fd) is not None
+
+
+async def until(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + timeout(5)
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.005)
+
+
+class Counted:
+    """Counts the loop's call_soon_threadsafe calls (the capture thread's hand-overs)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.calls = 0
+        self.original = loop.call_soon_threadsafe
+
+        def counting(callback: Any, *args: Any, **kwargs: Any) -> asyncio.Handle:
+            self.calls += 1
+            return self.original(callback, *args, **kwargs)
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+
+
+async def started(cam: PipeCamera, wait_watched: bool = True) -> CameraRunner:
+    loop = asyncio.get_running_loop()
+    cam.watched = is_watched(loop)
+    runner = CameraRunner(cam, loop)
+    task = asyncio.create_task(runner.run())
+    runner.hub.add_viewer()
+    if wait_watched:
+        await until(lambda: cam.r >= 0 and cam.watched(cam.r), "the loop to watch the camera")
+    runner.task = task  # type: ignore[attr-defined]
+    return runner
+
+
+async def stopped(runner: CameraRunner) -> None:
+    runner.task.cancel()  # type: ignore[attr-defined]
+    with pytest.raises(asyncio.CancelledError):
+        await runner.task  # type: ignore[attr-defined]
+    await runner.close()
+
+
+async def test_frames_read_by_the_loop_reach_the_hub_without_a_hand_over() -> None:
+    """Each frame is read in the loop's thread and published there: no call_soon_threadsafe."""
+    cam = PipeCamera()
+    runner = await started(cam)
+    counted = Counted(asyncio.get_running_loop())
+    cam.feed(b"a")
+    await until(lambda: runner.hub.state is CameraState.LIVE, "live")
+    before = counted.calls
+    for byte in b"bcdefgh":
+        cam.feed(bytes([byte]))
+        await until(lambda b=byte: runner.hub.latest.jpeg[2] == b, "the frame")  # type: ignore[union-attr]
+    assert counted.calls == before
+    assert runner.hub.frames_published == 8
+    assert cam.read_threads == {threading.get_ident()}
+    assert cam.thread_reads == 0
+    assert cam.counters["frames_captured"] == 8
+    await stopped(runner)
+    assert not cam.closed_while_watched
+
+
+async def test_a_failing_read_takes_the_camera_offline_and_it_comes_back() -> None:
+    """A CameraError in the loop's read: offline with its reason, the fd unwatched before it
+    is closed, then a new open after the back-off and live again."""
+    cam = PipeCamera()
+    runner = await started(cam)
+    cam.feed(b"a")
+    await until(lambda: runner.hub.state is CameraState.LIVE, "live")
+    cam.feed(b"!")
+    await until(lambda: runner.hub.state is CameraState.OFFLINE, "offline")
+    assert runner.hub.reason == "the pipe broke"
+    assert runner.hub.latest is not None and runner.hub.latest.is_placeholder
+    await until(lambda: cam.opens == 2 and cam.r >= 0 and cam.watched(cam.r), "a new open")
+    cam.feed(b"b")
+    await until(lambda: runner.hub.state is CameraState.LIVE, "live again")
+    assert runner.hub.latest.jpeg == b"\xff\xd8b\xff\xd9"
+    assert not cam.closed_while_watched
+    await stopped(runner)
+
+
+async def test_bad_frames_are_skipped_and_do_not_count_as_frames() -> None:
+    """A frame read_ready drops is not published, and the camera stays live."""
+    cam = PipeCamera()
+    runner = await started(cam)
+    cam.feed(b"a?b")
+    await until(lambda: cam.counters["frames_captured"] == 2, "two frames")
+    assert runner.hub.frames_published == 2
+    assert runner.hub.state is CameraState.LIVE
+    await stopped(runner)
+
+
+class RecordingClock(Clock):
+    """Real time; records whether each of the capture thread's waits was ended by its event."""
+
+    def __init__(self) -> None:
+        self.woken: list[bool] = []
+
+    def wait(self, stop: threading.Event, seconds: float) -> bool:
+        woken = stop.wait(seconds)
+        self.woken.append(woken)
+        return woken
+
+
+async def test_stop_wakes_the_thread_and_unwatches_before_closing() -> None:
+    """Stopping a loop-read camera wakes its waiting thread at once (not at the next
+    READ_TIMEOUT); the loop no longer watches the fd when it is closed."""
+    cam = PipeCamera()
+    clock = RecordingClock()
+    cam.clock = clock
+    runner = await started(cam)
+    fd = cam.r
+    await until(lambda: len(clock.woken) >= 1, "the thread to wait")
+    await stopped(runner)
+    assert clock.woken[-1] is True
+    assert not cam.is_running
+    assert not cam.watched(fd) and not cam.closed_while_watched
+
+
+class VirtualClock(Clock):
+    """Time that passes only when the capture thread waits."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def now(self) -> float:
+        return self.t
+
+    def wait(self, stop: threading.Event, seconds: float) -> bool:
+        self.t += seconds
+        time.sleep(0.001)  # let the loop run
+        return stop.is_set()
+
+
+async def test_no_frames_for_the_frame_timeout_takes_the_camera_offline() -> None:
+    """A camera the loop watches that falls silent is offline after frame_timeout (5 s)."""
+    cam = PipeCamera()
+    clock = VirtualClock()
+    cam.clock = clock
+    runner = await started(cam)
+    cam.feed(b"a")
+    await until(lambda: runner.hub.state is CameraState.LIVE, "live")
+    await until(lambda: runner.hub.state is CameraState.OFFLINE, "offline")
+    assert runner.hub.reason.startswith("no frames for ")
+    assert cam.frame_timeout == 5.0
+    assert 5.0 < cam.closed_at - cam.read_at <= 5.0 + camera.READ_TIMEOUT
+    await stopped(runner)
+
+
+class SpuriousCamera(PipeCamera):
+    """Its fd is always readable, but it never has a frame (a driver reporting an error)."""
+
+    def open(self) -> None:
+        super().open()
+        self.feed(b"x")
+
+    def read_ready(self) -> Frame | None:
+        self.read_threads.add(threading.get_ident())
+        raise BlockingIOError
+
+
+async def test_an_fd_readable_without_frames_is_given_up_not_spun_on() -> None:
+    """After MAX_EMPTY_WAKES wake-ups without a frame the camera is reopened."""
+    cam = SpuriousCamera()
+    runner = await started(cam, wait_watched=False)
+    await until(lambda: runner.hub.state is CameraState.OFFLINE, "offline")
+    assert runner.hub.reason == "the device signals frames but has none to give"
+    await stopped(runner)
