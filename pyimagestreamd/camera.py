@@ -5,11 +5,17 @@ a concrete source (the V4L2 camera in v4l2.py, the test pattern in testpattern.p
 how to open, read one frame and close; sources.py is the registry that builds them, this
 base module imports none of them. The thread hands every frame and state change to a
 `FrameSink` — in the daemon, the runner (runner.py) that forwards them to the event loop
-with `call_soon_threadsafe`. This module knows nothing of asyncio.
+with `call_soon_threadsafe`. A source whose frames are cheap to take (V4L2 MJPEG
+passthrough: a non-blocking dequeue and a copy) may offer a `loop_fd()`: the sink then has
+the event loop read it (`read_ready()` in the loop's thread, the frame delivered there with
+no hand-over), and the thread only watches — frame timeout, control changes, heartbeat,
+stop — until it closes and retries as for any other failure (`_stream_in_loop`; measured
+in the README, "Benchmarks (VM)"). This module knows nothing of asyncio.
 
 Concurrency contract: `ensure_started()` / `ensure_stopped()` are called from one thread at
 a time (the runner serialises them); the `open`/`read`/`close` hooks run only in the capture
-thread; `describe()`, `counters` and `is_healthy()` may be read from any thread.
+thread, `read_ready` only in the event loop's, while the capture thread waits;
+`describe()`, `counters` and `is_healthy()` may be read from any thread.
 """
 
 from __future__ import annotations
@@ -322,6 +328,8 @@ class CaptureSource(ABC):
         """
         watch = _LoopWatch(self, sink, self._wake)
         sink.watch(fd, watch.on_readable)
+        controls = self.controls
+        controls.wake = self._wake
         try:
             while not stop.is_set():
                 self._wake.clear()
@@ -335,6 +343,7 @@ class CaptureSource(ABC):
                 self.refresh_state()
                 self.clock.wait(self._wake, READ_TIMEOUT)
         finally:
+            controls.wake = None
             watch.done = True
             sink.unwatch(fd)
         return ""

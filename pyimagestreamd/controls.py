@@ -109,6 +109,9 @@ class ControlRequests:
         self._pending: dict[str, int] = {}
         self._reset = False
         self._waiting: list[Future[Applied | None]] = []
+        # Set by a capture thread while it waits rather than reads (the event loop reads
+        # its frames: camera.py): a request wakes it, instead of waiting up to READ_TIMEOUT.
+        self.wake: threading.Event | None = None
 
     def wanted(self) -> dict[str, int]:
         """The values set from the page since the start (or the last reset): what "save" keeps."""
@@ -132,6 +135,9 @@ class ControlRequests:
                 raise BusyError(f"{MAX_WAITING} changes are waiting for the camera already")
             self._add(values, reset)
             self._waiting.append(future)
+        wake = self.wake
+        if wake is not None:
+            wake.set()
         return future
 
     def keep(self, values: Mapping[str, int], *, reset: bool = False) -> None:

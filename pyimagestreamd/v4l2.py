@@ -6,7 +6,10 @@ negotiates a format (the camera's MJPEG passed through untouched when it has one
 configured size, else YUYV / NV12 / YU12 re-encoded with simplejpeg from YUV planes),
 selects the input, applies the configured controls and starts streaming; `read()` waits on
 the device's fd with a bound (so a stop request or a silent camera is noticed) and dequeues
-one buffer; `close()` releases everything, quietly for a device that is already gone.
+one buffer (v4l2buffers.py); `close()` releases everything, quietly for a device that is
+already gone. For MJPEG passthrough `loop_fd()` offers the fd to the event loop, which then
+calls `read_ready()` (a non-blocking dequeue, copy and check) when it is readable: no
+hand-over between threads per frame (camera.py, `_stream_in_loop`).
 Failures become `CameraError` with a one-line reason; camera.py logs it, shows the offline
 card and retries with back-off, so an unplugged or busy camera comes back by itself.
 
@@ -120,7 +123,8 @@ class _Stats:
 
 
 class V4L2Source(CaptureSource):
-    """One V4L2 capture device; the hooks run only in the capture thread."""
+    """One V4L2 capture device; the hooks run in the capture thread, `read_ready` in the
+    event loop's while the capture thread waits."""
 
     def __init__(self, config: CameraConfig) -> None:
         super().__init__(config)

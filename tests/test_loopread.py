@@ -19,6 +19,7 @@ from conftest import timeout
 from pyimagestreamd import camera
 from pyimagestreamd.camera import CameraError, CameraState, CaptureSource, Clock
 from pyimagestreamd.config import CameraConfig
+from pyimagestreamd.controls import Applied
 from pyimagestreamd.frame import Frame
 from pyimagestreamd.runner import CameraRunner
 
@@ -35,6 +36,7 @@ class PipeCamera(CaptureSource):
         self.closed_while_watched = False
         self.watched: Callable[[int], bool] = lambda fd: False
         self.read_at = self.closed_at = 0.0  # on the source's clock
+        self.control_threads: set[int] = set()
 
     def open(self) -> None:
         self.opens += 1
@@ -69,6 +71,10 @@ class PipeCamera(CaptureSource):
 
     def offline_card(self, reason: str) -> Frame:
         return Frame(b"card", 64, 48, time.monotonic(), time.time(), is_placeholder=True)
+
+    def set_controls(self, values: dict[str, int]) -> Applied:
+        self.control_threads.add(threading.get_ident())
+        return Applied(dict(values), {})
 
     def feed(self, data: bytes) -> None:
         os.write(self.w, data)
@@ -245,3 +251,21 @@ async def test_an_fd_readable_without_frames_is_given_up_not_spun_on() -> None:
     await until(lambda: runner.hub.state is CameraState.OFFLINE, "offline")
     assert runner.hub.reason == "the device signals frames but has none to give"
     await stopped(runner)
+
+
+async def test_a_control_change_wakes_the_waiting_thread_which_applies_it() -> None:
+    """While the loop reads, a change from the settings API is applied by the capture thread
+    at once: its wait ends on the request, not at the next READ_TIMEOUT."""
+    cam = PipeCamera()
+    clock = RecordingClock()
+    cam.clock = clock
+    runner = await started(cam)
+    await until(lambda: len(clock.woken) >= 1, "the thread to wait")
+    waits = len(clock.woken)
+    result = await asyncio.wrap_future(cam.controls.request({"brightness": 3}))
+    assert result == Applied({"brightness": 3}, {})
+    assert clock.woken[waits] is True
+    assert len(cam.control_threads) == 1
+    assert threading.get_ident() not in cam.control_threads
+    await stopped(runner)
+    assert cam.controls.wake is None
