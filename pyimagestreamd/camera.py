@@ -126,6 +126,8 @@ class CaptureSource(ABC):
         # Wakes the capture thread while the event loop reads (stop request, read failure).
         self._wake = threading.Event()
         self._live = False
+        # Where the current capture run reads its frames, for /api/state.
+        self.read_in = ""
         # Heartbeat for the watchdog: advanced by the capture thread at every turn of its
         # loop, including while it waits in back-off, so a stale value means a hung thread.
         self.progress_at = time.monotonic()
@@ -300,7 +302,9 @@ class CaptureSource(ABC):
         self._live = False
         fd = self.loop_fd()
         if fd is not None:
+            self.read_in = "event loop"
             return self._stream_in_loop(sink, stop, fd)
+        self.read_in = "capture thread"
         last_frame_at = self.clock.now()
         while not stop.is_set():
             # Between two reads, the only time the device is free: at most one read

@@ -288,6 +288,7 @@ class V4L2Source(CaptureSource):
                 driver=neg.driver,
                 format=neg.fourcc,
                 mode="passthrough" if neg.is_passthrough else "encode",
+                read_in=self.read_in,
                 width=neg.width,
                 height=neg.height,
                 fps=neg.fps,

@@ -140,6 +140,7 @@ async def test_frames_read_by_the_loop_reach_the_hub_without_a_hand_over() -> No
     assert runner.hub.frames_published == 8
     assert cam.read_threads == {threading.get_ident()}
     assert cam.thread_reads == 0
+    assert cam.read_in == "event loop"
     assert cam.counters["frames_captured"] == 8
     await stopped(runner)
     assert not cam.closed_while_watched

@@ -62,6 +62,7 @@ async def test_yuyv_from_v4l2loopback_is_reencoded_with_the_right_colours(
         cam = daemon.camera("cam")
     assert cam["format"]["format"] == "YUYV"
     assert cam["format"]["mode"] == "encode"
+    assert cam["format"]["read_in"] == "capture thread"
     for frame in frames:
         assert simplejpeg.decode_jpeg_header(frame.jpeg)[:2] == (1080, 1920)
     # JPEG at quality 80 with 4:2:0 chroma: a few levels of error in flat areas.
