@@ -5,8 +5,9 @@ a concrete source (the V4L2 camera in v4l2.py, the test pattern in testpattern.p
 how to open, read one frame and close; sources.py is the registry that builds them, this
 base module imports none of them. The thread hands every frame and state change to a
 `FrameSink` — in the daemon, the runner (runner.py) that forwards them to the event loop
-with `call_soon_threadsafe`. A source whose frames are cheap to take (V4L2 MJPEG
-passthrough: a non-blocking dequeue and a copy) may offer a `loop_fd()`: the sink then has
+with `call_soon_threadsafe`. A source whose frames are cheap to take (a non-blocking read
+and a copy; V4L2 MJPEG passthrough is meant to, but is off: v4l2.LOOP_READ) may offer a
+`loop_fd()`: the sink then has
 the event loop read it (`read_ready()` in the loop's thread, the frame delivered there with
 no hand-over), and the thread only watches — frame timeout, control changes, heartbeat,
 stop — until it closes and retries as for any other failure (`_stream_in_loop`; measured

@@ -2,8 +2,8 @@
 
 The capture thread (camera.py) calls the runner's sink from its own thread; the sink
 forwards each frame and state change with `loop.call_soon_threadsafe` — the only way a
-capture thread touches asyncio. A source that the event loop reads itself (V4L2 MJPEG
-passthrough: camera.py's `_stream_in_loop`) has its fd watched with `add_reader` through
+capture thread touches asyncio. A source that the event loop reads itself (camera.py's
+`_stream_in_loop`; V4L2's is off, v4l2.LOOP_READ) has its fd watched with `add_reader` through
 the sink, and its frames, delivered in the loop's thread, go to the hub directly. In the
 other direction, the hub says when the camera is
 wanted (first viewer, stop delay expired) and the runner starts or stops the thread,

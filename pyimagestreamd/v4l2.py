@@ -7,9 +7,9 @@ configured size, else YUYV / NV12 / YU12 re-encoded with simplejpeg from YUV pla
 selects the input, applies the configured controls and starts streaming; `read()` waits on
 the device's fd with a bound (so a stop request or a silent camera is noticed) and dequeues
 one buffer (v4l2buffers.py); `close()` releases everything, quietly for a device that is
-already gone. For MJPEG passthrough `loop_fd()` offers the fd to the event loop, which then
-calls `read_ready()` (a non-blocking dequeue, copy and check) when it is readable: no
-hand-over between threads per frame (camera.py, `_stream_in_loop`).
+already gone. `loop_fd()` could offer the fd of an MJPEG passthrough camera to the event
+loop (camera.py, `_stream_in_loop`), but is off (`LOOP_READ`): v4l2loopback 0.12.7 under
+asyncio's epoll loop stalled after the first frames in the VM.
 Failures become `CameraError` with a one-line reason; camera.py logs it, shows the offline
 card and retries with back-off, so an unplugged or busy camera comes back by itself.
 
