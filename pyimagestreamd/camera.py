@@ -301,10 +301,6 @@ class CaptureSource(ABC):
     def _stream(self, sink: FrameSink, stop: threading.Event) -> str:
         """Read frames until stopped; return "" on a stop request, or raise CameraError."""
         self._live = False
-        fd = self.loop_fd()
-        if fd is not None:
-            self.read_in = "event loop"
-            return self._stream_in_loop(sink, stop, fd)
         self.read_in = "capture thread"
         last_frame_at = self.clock.now()
         while not stop.is_set():
@@ -320,6 +316,13 @@ class CaptureSource(ABC):
                 continue
             last_frame_at = now
             self._deliver(sink, frame)
+            # Only after a first frame read here: v4l2loopback 0.12.7 signalled an event
+            # loop that watched it from STREAMON on for a frame or two only (0.2 fps in the
+            # VM), while one that started after a first DQBUF got every frame.
+            fd = self.loop_fd()
+            if fd is not None:
+                self.read_in = "event loop"
+                return self._stream_in_loop(sink, stop, fd)
         return ""
 
     def _stream_in_loop(self, sink: FrameSink, stop: threading.Event, fd: int) -> str:

@@ -62,8 +62,9 @@ CONFIG_FORMATS: dict[str, tuple[str, ...]] = {
     "yu12": ("YU12",),
 }
 BUFFER_COUNT = 4
-# Read MJPEG passthrough in the event loop (loop_fd): off, see loop_fd.
-LOOP_READ = False
+# Read MJPEG passthrough in the event loop (loop_fd), after a first frame in the thread.
+# Not yet run in the VM in this form (the version that watched from STREAMON on stalled).
+LOOP_READ = True
 # How often the capture thread re-reads control values for /api/state (another program,
 # v4l2-ctl say, may change them while we stream).
 CONTROLS_REFRESH_INTERVAL = 10.0
@@ -208,9 +209,6 @@ class V4L2Source(CaptureSource):
         # MJPEG passthrough costs a DQBUF and a copy per frame: cheap enough to do in the
         # event loop, which then needs no hand-over from this thread (camera.py). A raw
         # frame's conversion would block the loop for tens of milliseconds: the thread.
-        # DISABLED: in the VM (v4l2loopback 0.12.7, asyncio's epoll loop) the loop got the
-        # device's readiness for the first frame or two of each open only (0.2-0.3 fps,
-        # "no frames for 5 s"); until that is understood every frame is read in the thread.
         if not LOOP_READ:
             return None
         neg = self._negotiated

@@ -97,7 +97,7 @@ async def test_passthrough_frames_are_byte_identical_to_the_clip(
         assert all((f.meta["width"], f.meta["height"]) == (1920, 1080) for f in frames)
         cam = daemon.camera("cam")
         assert cam["format"]["mode"] == "passthrough"
-        assert cam["format"]["read_in"] == "capture thread"  # v4l2.LOOP_READ is off
+        assert cam["format"]["read_in"] == "event loop"
         assert cam["format"]["format"] == "MJPG"
         assert "MJPG 1920x1080" in daemon.log() and "MJPEG passthrough" in daemon.log()
 
