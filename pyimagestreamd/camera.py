@@ -6,12 +6,9 @@ how to open, read one frame and close; sources.py is the registry that builds th
 base module imports none of them. The thread hands every frame and state change to a
 `FrameSink` — in the daemon, the runner (runner.py) that forwards them to the event loop
 with `call_soon_threadsafe`. A source whose frames are cheap to take (a non-blocking read
-and a copy; V4L2 MJPEG passthrough is meant to, but is off: v4l2.LOOP_READ) may offer a
-`loop_fd()`: the sink then has
-the event loop read it (`read_ready()` in the loop's thread, the frame delivered there with
-no hand-over), and the thread only watches — frame timeout, control changes, heartbeat,
-stop — until it closes and retries as for any other failure (`_stream_in_loop`; measured
-in the README, "Benchmarks (VM)"). This module knows nothing of asyncio.
+and a copy: V4L2 MJPEG passthrough) may offer a `loop_fd()`: the sink then has the event
+loop read it (`read_ready()` in the loop's thread, the frame delivered there with no
+hand-over), and the thread only watches (loopread.py). This module knows nothing of asyncio.
 
 Concurrency contract: `ensure_started()` / `ensure_stopped()` are called from one thread at
 a time (the runner serialises them); the `open`/`read`/`close` hooks run only in the capture
@@ -31,6 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pyimagestreamd import loopread
 from pyimagestreamd.controls import Applied, ControlRequests, answer, defaults
 from pyimagestreamd.frame import Frame
 from pyimagestreamd.ratelimit import RateLimitedLog
@@ -46,10 +44,6 @@ RETRY_DELAYS = (0.5, 1.0, 2.0, 3.0, 5.0)
 # A read hook must return within this many seconds (None when no frame came), so that the
 # thread notices a stop request and can report its heartbeat.
 READ_TIMEOUT = 0.5
-# A source read by the event loop whose fd is readable this many times in a row without a
-# frame (an error condition the driver reports through poll) is given up and reopened,
-# instead of spinning the loop until the frame timeout.
-MAX_EMPTY_WAKES = 100
 
 
 # prctl(2) option that names the calling thread in the kernel (at most 15 bytes).
@@ -107,9 +101,10 @@ class FrameSink(Protocol):
 
     def on_state(self, state: CameraState, reason: str) -> None: ...
 
-    def watch(self, fd: int, on_readable: Callable[[], bool]) -> None:
+    def watch(self, fd: int, on_readable: Callable[[], bool], rearm: bool = False) -> None:
         """Have the event loop call `on_readable()` whenever `fd` is readable, until it
-        returns False or `unwatch(fd)`."""
+        returns False or `unwatch(fd)`; with `rearm`, unregister and register `fd` again
+        after each call (CaptureSource.loop_rearm)."""
 
     def unwatch(self, fd: int) -> None:
         """Stop watching `fd`; returns once the loop no longer calls back (fd may close)."""
@@ -209,12 +204,18 @@ class CaptureSource(ABC):
     def close(self) -> None:
         """Release the device; must not raise for a device that is already gone."""
 
-    # -- reading in the event loop instead (a source that can; see _stream_in_loop) --------
+    # -- reading in the event loop instead (a source that can; loopread.py) --------
 
     def loop_fd(self) -> int | None:
         """After open(): a non-blocking fd the event loop may watch instead of this thread
         calling read(), or None (the default) to read in the capture thread."""
         return None
+
+    def loop_rearm(self) -> bool:
+        """True if the loop must register `loop_fd()` anew after each read: for a driver
+        whose poll hooks a watcher onto its wait queue only when nothing is ready, so that
+        epoll, which hooks on only once, at registration, would miss every later frame."""
+        return False
 
     def read_ready(self) -> Frame | None:
         """Event-loop thread, `loop_fd()` readable: the frame that is ready, None for one
@@ -301,6 +302,10 @@ class CaptureSource(ABC):
     def _stream(self, sink: FrameSink, stop: threading.Event) -> str:
         """Read frames until stopped; return "" on a stop request, or raise CameraError."""
         self._live = False
+        fd = self.loop_fd()
+        if fd is not None:
+            self.read_in = "event loop"
+            return loopread.stream_in_loop(self, sink, stop, fd)
         self.read_in = "capture thread"
         last_frame_at = self.clock.now()
         while not stop.is_set():
@@ -316,44 +321,6 @@ class CaptureSource(ABC):
                 continue
             last_frame_at = now
             self._deliver(sink, frame)
-            # Only after a first frame read here: v4l2loopback 0.12.7 signalled an event
-            # loop that watched it from STREAMON on for a frame or two only (0.2 fps in the
-            # VM), while one that started after a first DQBUF got every frame.
-            fd = self.loop_fd()
-            if fd is not None:
-                self.read_in = "event loop"
-                return self._stream_in_loop(sink, stop, fd)
-        return ""
-
-    def _stream_in_loop(self, sink: FrameSink, stop: threading.Event, fd: int) -> str:
-        """Like _stream, but the event loop reads each frame when `fd` is readable.
-
-        For a source that can (MJPEG passthrough from V4L2: a non-blocking DQBUF and a
-        copy), this saves what a frame costs to cross threads — a wake-up of this thread,
-        then `call_soon_threadsafe`'s self-pipe write and read and a wake-up of the loop
-        (README, "Benchmarks (VM)"). This thread keeps everything else: open, close and
-        back-off, control changes, the "no frames" timeout and the heartbeat.
-        """
-        watch = _LoopWatch(self, sink, self._wake)
-        sink.watch(fd, watch.on_readable)
-        controls = self.controls
-        controls.wake = self._wake
-        try:
-            while not stop.is_set():
-                self._wake.clear()
-                self.progress_at = time.monotonic()
-                if watch.error is not None:
-                    raise watch.error
-                self._apply_requested_controls(opening=False)
-                now = self.clock.now()
-                if now - watch.last_frame_at > self.frame_timeout:
-                    raise CameraError(f"no frames for {now - watch.last_frame_at:.0f} s")
-                self.refresh_state()
-                self.clock.wait(self._wake, READ_TIMEOUT)
-        finally:
-            controls.wake = None
-            watch.done = True
-            sink.unwatch(fd)
         return ""
 
     def _deliver(self, sink: FrameSink, frame: Frame) -> None:
@@ -397,46 +364,3 @@ class CaptureSource(ABC):
         """One line on what was negotiated, for the log."""
         width, height = self.last_size
         return f"{width}x{height}"
-
-
-class _LoopWatch:
-    """One capture run's reads in the event loop; `on_readable` runs in the loop's thread.
-
-    The capture thread reads `error` and `last_frame_at` (plain attributes: one writer).
-    """
-
-    def __init__(self, source: CaptureSource, sink: FrameSink, wake: threading.Event) -> None:
-        self.source, self.sink, self.wake = source, sink, wake
-        self.last_frame_at = source.clock.now()
-        self.error: Exception | None = None
-        self.done = False
-        self._empty_wakes = 0
-
-    def on_readable(self) -> bool:
-        """Read the ready frame and deliver it; False when the loop should stop watching."""
-        if self.done:
-            return False
-        try:
-            frame = self.source.read_ready()
-        except BlockingIOError:
-            self._empty_wakes += 1
-            if self._empty_wakes < MAX_EMPTY_WAKES:
-                return True
-            return self._fail(CameraError("the device signals frames but has none to give"))
-        except Exception as exc:  # CameraError, or a bug: the capture thread reports it
-            return self._fail(exc)
-        self._empty_wakes = 0
-        if frame is None:
-            return True  # a dropped frame: like read(), it does not count as one that came
-        self.last_frame_at = self.source.clock.now()
-        try:
-            self.source._deliver(self.sink, frame)
-        except Exception as exc:
-            return self._fail(exc)
-        return True
-
-    def _fail(self, exc: Exception) -> bool:
-        self.error = exc
-        self.done = True
-        self.wake.set()
-        return False

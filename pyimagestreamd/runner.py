@@ -3,7 +3,7 @@
 The capture thread (camera.py) calls the runner's sink from its own thread; the sink
 forwards each frame and state change with `loop.call_soon_threadsafe` — the only way a
 capture thread touches asyncio. A source that the event loop reads itself (camera.py's
-`_stream_in_loop`; V4L2's is off, v4l2.LOOP_READ) has its fd watched with `add_reader` through
+loopread.py) has its fd watched with `add_reader` through
 the sink, and its frames, delivered in the loop's thread, go to the hub directly. In the
 other direction, the hub says when the camera is
 wanted (first viewer, stop delay expired) and the runner starts or stops the thread,
@@ -51,12 +51,18 @@ class _Sink:
         else:
             self._post(self.runner.deliver_state, self.generation, state, reason)
 
-    def watch(self, fd: int, on_readable: Callable[[], bool]) -> None:
+    def watch(self, fd: int, on_readable: Callable[[], bool], rearm: bool = False) -> None:
         loop = self.loop
 
         def readable() -> None:
             if not on_readable():
                 loop.remove_reader(fd)
+            elif rearm:
+                # epoll_ctl DEL then ADD: the ADD polls the driver with epoll's wait-queue
+                # hook. Either nothing is ready then (the driver hooks it on, the next frame
+                # wakes the loop) or a frame is (ready at once, read, and registered again).
+                loop.remove_reader(fd)
+                loop.add_reader(fd, readable)
 
         self._post(loop.add_reader, fd, readable)
 

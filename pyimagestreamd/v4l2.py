@@ -7,9 +7,8 @@ configured size, else YUYV / NV12 / YU12 re-encoded with simplejpeg from YUV pla
 selects the input, applies the configured controls and starts streaming; `read()` waits on
 the device's fd with a bound (so a stop request or a silent camera is noticed) and dequeues
 one buffer (v4l2buffers.py); `close()` releases everything, quietly for a device that is
-already gone. `loop_fd()` could offer the fd of an MJPEG passthrough camera to the event
-loop (camera.py, `_stream_in_loop`), but is off (`LOOP_READ`): v4l2loopback 0.12.7 under
-asyncio's epoll loop stalled after the first frames in the VM.
+already gone. `loop_fd()` offers the fd of an MJPEG passthrough camera to the event loop
+(loopread.py), which then calls `read_ready()` for each frame.
 Failures become `CameraError` with a one-line reason; camera.py logs it, shows the offline
 card and retries with back-off, so an unplugged or busy camera comes back by itself.
 
@@ -62,9 +61,13 @@ CONFIG_FORMATS: dict[str, tuple[str, ...]] = {
     "yu12": ("YU12",),
 }
 BUFFER_COUNT = 4
-# Read MJPEG passthrough in the event loop (loop_fd), after a first frame in the thread.
-# Not yet run in the VM in this form (the version that watched from STREAMON on stalled).
-LOOP_READ = True
+# The driver name v4l2loopback reports (VIDIOC_QUERYCAP). Up to 0.13.2 (Debian bookworm
+# has 0.12.7) its poll hooks the caller onto the frame wait queue only when no frame is
+# ready; epoll hooks on once, when the fd is registered, so an fd registered while a frame
+# was ready was never woken again (upstream's commit b07e2d7, "Refactor poll and fix #601",
+# November 2024, calls poll_wait always). Such a device is registered anew after each read
+# (loop_rearm).
+LOOPBACK_DRIVER = "v4l2 loopback"
 # How often the capture thread re-reads control values for /api/state (another program,
 # v4l2-ctl say, may change them while we stream).
 CONTROLS_REFRESH_INTERVAL = 10.0
@@ -209,13 +212,15 @@ class V4L2Source(CaptureSource):
         # MJPEG passthrough costs a DQBUF and a copy per frame: cheap enough to do in the
         # event loop, which then needs no hand-over from this thread (camera.py). A raw
         # frame's conversion would block the loop for tens of milliseconds: the thread.
-        if not LOOP_READ:
-            return None
         neg = self._negotiated
         if neg is None or not neg.is_passthrough or self._device is None:
             return None
         fd: int = self._device.fileno()
         return fd
+
+    def loop_rearm(self) -> bool:
+        neg = self._negotiated
+        return neg is not None and neg.driver == LOOPBACK_DRIVER
 
     def read_ready(self) -> Frame | None:
         assert self._buffers is not None and self._negotiated is not None

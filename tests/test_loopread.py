@@ -47,16 +47,7 @@ class PipeCamera(CaptureSource):
         return self.r
 
     def read(self, timeout: float) -> Frame | None:
-        # The first frame of each open is read in the capture thread (camera.py).
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                frame = self.read_ready()
-            except BlockingIOError:
-                time.sleep(0.002)
-                continue
-            self.thread_reads += 1
-            return frame
+        self.thread_reads += 1
         return None
 
     def read_ready(self) -> Frame | None:
@@ -148,7 +139,7 @@ async def test_frames_read_by_the_loop_reach_the_hub_without_a_hand_over() -> No
     assert counted.calls == before
     assert runner.hub.frames_published == 8
     assert cam.read_threads == {threading.get_ident()}
-    assert cam.thread_reads == 1  # the first frame; every later one in the loop
+    assert cam.thread_reads == 0
     assert cam.read_in == "event loop"
     assert cam.counters["frames_captured"] == 8
     await stopped(runner)
@@ -279,3 +270,40 @@ async def test_a_control_change_wakes_the_waiting_thread_which_applies_it() -> N
     assert threading.get_ident() not in cam.control_threads
     await stopped(runner)
     assert cam.controls.wake is None
+
+
+class RearmCamera(PipeCamera):
+    """A camera whose driver's poll hooks epoll on only while no frame is ready
+    (v4l2loopback up to 0.13.2): its fd must be registered anew after each read."""
+
+    def loop_rearm(self) -> bool:
+        return True
+
+
+async def test_a_rearm_camera_is_registered_anew_after_each_frame() -> None:
+    """loop_rearm: after each read the loop unregisters and registers the fd again (a pipe
+    wakes epoll either way: this checks the registrations, the VM's v4l2loopback the rest)."""
+    loop = asyncio.get_running_loop()
+    added: list[int] = []
+    original = loop.add_reader
+
+    def counting(fd: int, callback: Any, *args: Any) -> None:
+        added.append(fd)
+        original(fd, callback, *args)
+
+    loop.add_reader = counting  # type: ignore[method-assign]
+    cam = RearmCamera()
+    runner = await started(cam)
+    for byte in b"abcde":
+        cam.feed(bytes([byte]))
+        await until(
+            lambda b=byte: (
+                runner.hub.latest is not None and runner.hub.latest.jpeg[2:3] == bytes([b])
+            ),
+            "the frame",
+        )
+    assert runner.hub.frames_published == 5
+    assert added.count(cam.r) == 1 + 5  # the first registration, then one after each frame
+    assert cam.watched(cam.r)
+    await stopped(runner)
+    assert not cam.closed_while_watched
