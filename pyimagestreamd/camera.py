@@ -18,17 +18,21 @@ thread, `read_ready` only in the event loop's, while the capture thread waits;
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import enum
 import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from pyimagestreamd import loopread
+from pyimagestreamd.cameratypes import (
+    READ_TIMEOUT,
+    CameraError,
+    CameraState,
+    Clock,
+    FrameSink,
+    name_os_thread,
+)
 from pyimagestreamd.controls import Applied, ControlRequests, answer, defaults
 from pyimagestreamd.frame import Frame
 from pyimagestreamd.ratelimit import RateLimitedLog
@@ -36,78 +40,22 @@ from pyimagestreamd.ratelimit import RateLimitedLog
 if TYPE_CHECKING:
     from pyimagestreamd.config import CameraConfig
 
+# The shared names (cameratypes.py) are imported from here by sources, runner and hub.
+__all__ = [
+    "READ_TIMEOUT",
+    "RETRY_DELAYS",
+    "CameraError",
+    "CameraState",
+    "CaptureSource",
+    "Clock",
+    "FrameSink",
+]
+
 log = logging.getLogger(__name__)
 
 # Waits between reconnect attempts, then the last one forever: quick to recover from a
 # re-plug, gentle on a camera that is gone for good.
 RETRY_DELAYS = (0.5, 1.0, 2.0, 3.0, 5.0)
-# A read hook must return within this many seconds (None when no frame came), so that the
-# thread notices a stop request and can report its heartbeat.
-READ_TIMEOUT = 0.5
-
-
-# prctl(2) option that names the calling thread in the kernel (at most 15 bytes).
-_PR_SET_NAME = 15
-
-
-def _name_os_thread(name: str) -> None:
-    """Give the calling thread `name` in the kernel too, for `top -H`, `ps -L` and /proc.
-
-    Python (before 3.14) names threads only for itself; with the kernel's name a capture
-    thread that should not exist any more can be seen and counted from outside.
-    """
-    raw = name.encode("utf-8")[:15]
-    # Not Linux, or no prctl: the name is only for people looking, so go on without it.
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NAME, raw, 0, 0, 0)
-
-
-class CameraState(enum.Enum):
-    SLEEPING = "sleeping"  # no viewers: the device is closed
-    STARTING = "starting"  # opened or opening, no frame yet
-    LIVE = "live"  # frames are flowing
-    OFFLINE = "offline"  # failed; retrying with back-off
-
-
-class Clock:
-    """Time as the capture loop sees it: the frame timeout and the back-off.
-
-    Unit tests give a source a virtual clock, so "offline after 5 s without frames" and the
-    back-off sequence are checked exactly and without waiting. (The watchdog heartbeat,
-    `progress_at`, stays on real time: it is about real hangs.)
-    """
-
-    def now(self) -> float:
-        return time.monotonic()
-
-    def wait(self, stop: threading.Event, seconds: float) -> bool:
-        """Wait `seconds` or until `stop` is set; True if it was set."""
-        return stop.wait(seconds)
-
-
-class CameraError(Exception):
-    """The camera cannot deliver; the message is the one-line reason shown to users."""
-
-
-class FrameSink(Protocol):
-    """Receives what a capture run produces.
-
-    `on_frame` / `on_state` are called from the capture thread or, for a source the event
-    loop reads (`loop_fd`), from the loop's thread inside the `watch` callback; `watch` and
-    `unwatch` only from the capture thread.
-    """
-
-    def on_frame(self, frame: Frame) -> None: ...
-
-    def on_state(self, state: CameraState, reason: str) -> None: ...
-
-    def watch(self, fd: int, on_readable: Callable[[], bool], rearm: bool = False) -> None:
-        """Have the event loop call `on_readable()` whenever `fd` is readable, until it
-        returns False or `unwatch(fd)`; with `rearm`, unregister and register `fd` again
-        after each call (CaptureSource.loop_rearm)."""
-
-    def unwatch(self, fd: int) -> None:
-        """Stop watching `fd`; returns once the loop no longer calls back (fd may close)."""
 
 
 class CaptureSource(ABC):
@@ -253,7 +201,7 @@ class CaptureSource(ABC):
 
     def _run(self, sink: FrameSink, stop: threading.Event) -> None:
         name = self.config.name
-        _name_os_thread(f"capture-{name}")
+        name_os_thread(f"capture-{name}")
         self._attempt = 0
         last_reason = ""
         sink.on_state(CameraState.STARTING, "")

@@ -17,8 +17,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-# camera.py imports this module; its names are looked up when a run starts, not here.
-from pyimagestreamd import camera
+from pyimagestreamd.cameratypes import READ_TIMEOUT, CameraError
 
 if TYPE_CHECKING:
     from pyimagestreamd.camera import CaptureSource, FrameSink
@@ -46,9 +45,9 @@ def stream_in_loop(source: CaptureSource, sink: FrameSink, stop: threading.Event
             source._apply_requested_controls(opening=False)
             now = source.clock.now()
             if now - watch.last_frame_at > source.frame_timeout:
-                raise camera.CameraError(f"no frames for {now - watch.last_frame_at:.0f} s")
+                raise CameraError(f"no frames for {now - watch.last_frame_at:.0f} s")
             source.refresh_state()
-            source.clock.wait(wake, camera.READ_TIMEOUT)
+            source.clock.wait(wake, READ_TIMEOUT)
     finally:
         controls.wake = None
         watch.done = True
@@ -79,7 +78,7 @@ class _LoopWatch:
             self._empty_wakes += 1
             if self._empty_wakes < MAX_EMPTY_WAKES:
                 return True
-            return self._fail(camera.CameraError("the device signals frames but has none to give"))
+            return self._fail(CameraError("the device signals frames but has none to give"))
         except Exception as exc:  # CameraError, or a bug: the capture thread reports it
             return self._fail(exc)
         self._empty_wakes = 0
