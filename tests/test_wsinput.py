@@ -57,6 +57,21 @@ def close_code(sock: socket.socket) -> int | None:
     return None
 
 
+def take_frame(buf: bytes) -> tuple[int, bytes, bytes] | None:
+    """(opcode, payload, the rest) of the first whole server frame in `buf`, else None."""
+    if len(buf) < 2:
+        return None
+    size = buf[1] & 0x7F
+    head = 2 + {126: 2, 127: 8}.get(size, 0)
+    if len(buf) < head:
+        return None
+    if size >= 126:
+        (size,) = struct.unpack("!H" if size == 126 else "!Q", buf[2:head])
+    if len(buf) < head + size:
+        return None
+    return buf[0] & 0x0F, buf[head : head + size], buf[head + size :]
+
+
 def unmasked(opcode: int, payload: bytes) -> bytes:
     return bytes([0x80 | opcode, len(payload)]) + payload
 
@@ -125,17 +140,8 @@ async def test_credits_cut_into_single_bytes_still_get_frames(start_daemon: Any)
             frames, pong, buf = 0, b"", b""
             while frames < 3 or not pong:
                 buf += sock.recv(1 << 16)
-                while len(buf) >= 2:
-                    size = buf[1] & 0x7F
-                    head = 2 + {126: 2, 127: 8}.get(size, 0)
-                    if len(buf) < head:
-                        break
-                    if size >= 126:
-                        (size,) = struct.unpack("!H" if size == 126 else "!Q", buf[2:head])
-                    if len(buf) < head + size:
-                        break
-                    opcode, payload = buf[0] & 0x0F, buf[head : head + size]
-                    buf = buf[head + size :]
+                while (taken := take_frame(buf)) is not None:
+                    opcode, payload, buf = taken
                     frames += opcode == 0x2
                     if opcode == 0xA:
                         pong = payload
@@ -197,17 +203,8 @@ async def test_a_burst_larger_than_one_deferred_read_is_read_whole(start_daemon:
         with sock:
             while len(pongs) < 40:
                 buf += sock.recv(1 << 16)
-                while len(buf) >= 2:
-                    size = buf[1] & 0x7F
-                    head = 2 + {126: 2, 127: 8}.get(size, 0)
-                    if len(buf) < head:
-                        break
-                    if size >= 126:
-                        (size,) = struct.unpack("!H" if size == 126 else "!Q", buf[2:head])
-                    if len(buf) < head + size:
-                        break
-                    opcode, payload = buf[0] & 0x0F, buf[head : head + size]
-                    buf = buf[head + size :]
+                while (taken := take_frame(buf)) is not None:
+                    opcode, payload, buf = taken
                     if opcode == 0x2 and not sent:  # a frame out: the server holds 3 credits
                         sock.sendall(b"".join(frame(0x9, p) for p in pings))
                         sent = True
