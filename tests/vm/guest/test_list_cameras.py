@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import vmlib
 
 
 def list_cameras(*prefix: str) -> str:
-    result = subprocess.run(
-        [*prefix, sys.executable, "-m", "pyimagestreamd", "--list-cameras"],
-        cwd=vmlib.SRC, capture_output=True, text=True, timeout=vmlib.timeout(60), check=False,
-    )  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = vmlib.SRC
+        if prefix:
+            # Another user may not reach the shared tree (a checkout in a 0700 directory,
+            # as `mktemp -d` makes): it runs a readable copy of the package.
+            os.chmod(tmp, 0o755)
+            shutil.copytree(vmlib.SRC / "pyimagestreamd", Path(tmp) / "pyimagestreamd")
+            cwd = Path(tmp)
+        result = subprocess.run(
+            [*prefix, sys.executable, "-m", "pyimagestreamd", "--list-cameras"],
+            cwd=cwd, capture_output=True, text=True, timeout=vmlib.timeout(60), check=False,
+        )  # fmt: skip
     assert result.returncode == 0, result.stderr
     print(result.stdout)
     return result.stdout
