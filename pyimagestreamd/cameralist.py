@@ -1,9 +1,10 @@
 """Camera listing for `pyimagestreamd --list-cameras`: what a user needs to fill in the YAML.
 
 Not part of the streaming data flow: a one-shot look at the machine. V4L2 nodes are opened
-through v4l2.py's device layer (capture devices listed with formats, sizes and controls);
-cameras behind libcamera (the Raspberry Pi Camera Module) are listed from the output of
-libcamera's own tools when one is installed (libcameras.py).
+with v4l2py and described in the V4L2 source's terms (v4l2format.py's formats, v4l2.py's
+reasons; capture devices listed with formats, sizes and controls); cameras behind
+libcamera (the Raspberry Pi Camera Module) are listed from the output of libcamera's own
+tools when one is installed (libcameras.py).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "v4l2py is no longer being maintained", UserWarning)
     from v4l2py import device as v4l2
 
-from pyimagestreamd.v4l2 import CONFIG_FORMATS, fourcc, reason_for
+from pyimagestreamd.v4l2 import reason_for
 from pyimagestreamd.v4l2controls import control_key, control_state
+from pyimagestreamd.v4l2format import CONFIG_FORMATS, fourcc
 
 
 def _stable_names() -> dict[str, list[str]]:

@@ -2,15 +2,16 @@
 
 `V4L2Source` is the `CaptureSource` (camera.py) for a `/dev/video*` or stable
 `/dev/v4l/by-id/...` path. Its hooks run in the camera's one capture thread: `open()`
-negotiates a format (the camera's MJPEG passed through untouched when it has one at the
-configured size, else YUYV / NV12 / YU12 re-encoded with simplejpeg from YUV planes),
-selects the input, applies the configured controls and starts streaming; `read()` waits on
-the device's fd with a bound (so a stop request or a silent camera is noticed) and dequeues
-one buffer (v4l2buffers.py); `close()` releases everything, quietly for a device that is
-already gone. `loop_fd()` offers the fd of an MJPEG passthrough camera to the event loop
-(loopread.py), which then calls `read_ready()` for each frame.
-Failures become `CameraError` with a one-line reason; camera.py logs it, shows the offline
-card and retries with back-off, so an unplugged or busy camera comes back by itself.
+selects the input, has v4l2format.py negotiate a format (the camera's MJPEG passed through
+untouched when it has one at the configured size, else YUYV / NV12 / YU12 re-encoded with
+simplejpeg from YUV planes), applies the configured controls (v4l2controls.py) and starts
+streaming; `read()` waits on the device's fd with a bound (so a stop request or a silent
+camera is noticed) and dequeues one buffer (v4l2buffers.py); `close()` releases
+everything, quietly for a device that is already gone. `loop_fd()` offers the fd of an
+MJPEG passthrough camera to the event loop (loopread.py), which then calls `read_ready()`
+for each frame. Failures become `CameraError` with a one-line reason (`reason_for`);
+camera.py logs it, shows the offline card and retries with back-off, so an unplugged or
+busy camera comes back by itself.
 
 Device access goes through v4l2py, which since 3.0 re-exports linuxpy.video (both pinned).
 The keys of a V4L2 camera are validated in v4l2config.py; `--list-cameras` lives in
@@ -39,7 +40,13 @@ from pyimagestreamd.frame import Frame
 from pyimagestreamd.mjpeg import MjpegChecker
 from pyimagestreamd.v4l2buffers import StreamBuffers
 from pyimagestreamd.v4l2config import V4L2Options
-from pyimagestreamd.v4l2controls import control_state, device_controls, set_values
+from pyimagestreamd.v4l2controls import (
+    apply_configured,
+    control_state,
+    device_controls,
+    set_values,
+)
+from pyimagestreamd.v4l2format import Negotiated, negotiate, select_input
 
 if TYPE_CHECKING:
     from pyimagestreamd.config import CameraConfig
@@ -49,17 +56,6 @@ log = logging.getLogger(__name__)
 # for (vivid offers dozens): that is per-open noise, not something an operator acts on.
 logging.getLogger("linuxpy").setLevel(logging.ERROR)
 
-# Fourcc -> how frames of that format become JPEG.
-PASSTHROUGH_FORMATS = ("MJPG", "JPEG")
-RAW_FORMATS = encoder.RAW_FORMATS
-# `format:` in the config -> fourccs it allows; "auto" tries them in this order.
-CONFIG_FORMATS: dict[str, tuple[str, ...]] = {
-    "auto": (*PASSTHROUGH_FORMATS, *RAW_FORMATS),
-    "mjpeg": PASSTHROUGH_FORMATS,
-    "yuyv": ("YUYV",),
-    "nv12": ("NV12",),
-    "yu12": ("YU12",),
-}
 BUFFER_COUNT = 4
 # The driver name v4l2loopback reports (VIDIOC_QUERYCAP). Up to 0.13.2 (Debian bookworm
 # has 0.12.7) its poll hooks the caller onto the frame wait queue only when no frame is
@@ -71,11 +67,6 @@ LOOPBACK_DRIVER = "v4l2 loopback"
 # How often the capture thread re-reads control values for /api/state (another program,
 # v4l2-ctl say, may change them while we stream).
 CONTROLS_REFRESH_INTERVAL = 10.0
-
-
-def fourcc(code: int) -> str:
-    """The four-character name of a V4L2 pixel format code."""
-    return "".join(chr((code >> (8 * i)) & 0xFF) for i in range(4)).strip()
 
 
 def reason_for(exc: OSError, path: str) -> str:
@@ -92,31 +83,6 @@ def reason_for(exc: OSError, path: str) -> str:
     if code == errno.ENOTTY:
         return f"{path}: not a V4L2 device"
     return f"{path}: {exc.strerror or exc}"
-
-
-def candidate_formats(offered: list[str], wanted: str) -> list[str]:
-    """The offered fourccs that the config's `format:` allows, best first."""
-    return [code for code in CONFIG_FORMATS[wanted] if code in offered]
-
-
-@dataclass(slots=True)
-class Negotiated:
-    """What open() agreed with the driver; read by describe() from other threads."""
-
-    fourcc: str
-    width: int
-    height: int
-    bytes_per_line: int
-    fps: float | None
-    device: str
-    card: str = ""
-    driver: str = ""
-    input: int | None = None
-    input_name: str = ""
-
-    @property
-    def is_passthrough(self) -> bool:
-        return self.fourcc in PASSTHROUGH_FORMATS
 
 
 @dataclass(slots=True)
@@ -161,9 +127,9 @@ class V4L2Source(CaptureSource):
                 raise CameraError(f"{path}: not a video capture device (no capture capability now)")
             if self.options.input is not None:
                 doing = f"select input {self.options.input}"
-                self._select_input(self.options.input)
+                select_input(self._device, self.options.input, path)
             doing = "set format"
-            self._negotiated = self._negotiate(path, real)
+            self._negotiated = negotiate(self._device, cfg, self.options.format, path, real)
             doing = "set controls"
             self._apply_controls()
             doing = "request buffers"
@@ -292,21 +258,7 @@ class V4L2Source(CaptureSource):
         neg = self._negotiated
         info: dict[str, Any] = {"source": self.config.source}
         if neg is not None:
-            info.update(
-                device=neg.device,
-                card=neg.card,
-                driver=neg.driver,
-                format=neg.fourcc,
-                mode="passthrough" if neg.is_passthrough else "encode",
-                read_in=self.read_in,
-                width=neg.width,
-                height=neg.height,
-                fps=neg.fps,
-                input=neg.input,
-                input_name=neg.input_name,
-            )
-            if not neg.is_passthrough:
-                info["yuv_range"] = self.options.yuv_range
+            info.update(neg.state(self.read_in, self.options.yuv_range))
         info["controls"] = self._stats.controls
         info["frames"] = {
             **self._checker.counters(),
@@ -321,130 +273,15 @@ class V4L2Source(CaptureSource):
         neg = self._negotiated
         if neg is None:
             return super().format_summary()
-        fps = f"{neg.fps:g} fps" if neg.fps else "driver's fps"
-        how = (
-            "MJPEG passthrough"
-            if neg.is_passthrough
-            else f"re-encode to JPEG quality {self.config.quality} ({self.options.yuv_range} range)"
-        )
-        where = (
-            neg.device
-            if neg.device == self.config.source
-            else f"{self.config.source} -> {neg.device}"
-        )
-        return f"{where} ({neg.card}): {neg.fourcc} {neg.width}x{neg.height} at {fps}, {how}"
+        return neg.summary(self.config.source, self.config.quality, self.options.yuv_range)
 
     # -- inside open() ---------------------------------------------------------------------
-
-    def _select_input(self, index: int) -> None:
-        inputs = self._device.info.inputs
-        if index >= len(inputs):
-            names = ", ".join(f"{i.index}: {i.name}" for i in inputs) or "none"
-            raise CameraError(f"{self.config.source}: no input {index} (inputs: {names})")
-        self._device.set_input(index)
-
-    def _negotiate(self, path: str, real: str) -> Negotiated:
-        cfg = self.config
-        dev = self._device
-        offered = [
-            fourcc(int(f.pixel_format))
-            for f in dev.info.buffer_formats(v4l2.BufferType.VIDEO_CAPTURE)
-        ]
-        candidates = candidate_formats(offered, self.options.format)
-        if not candidates:
-            have = ", ".join(offered) or "none (a v4l2loopback node without a producer?)"
-            wanted = self.options.format
-            raise CameraError(
-                f"{path}: no usable format for format '{wanted}' (the camera offers: {have})"
-            )
-        # Prefer an exact size match in preference order; else the best format at the size
-        # the driver proposes (TRY_FMT changes nothing on the device).
-        chosen, size = candidates[0], None
-        for code in candidates:
-            tried = self._try_format(code, cfg.width, cfg.height)
-            if tried is None:
-                break  # the driver has no TRY_FMT: let S_FMT decide
-            if tried == (cfg.width, cfg.height):
-                chosen, size = code, tried
-                break
-        fmt = v4l2.raw.v4l2_format()
-        fmt.type = v4l2.BufferType.VIDEO_CAPTURE
-        fmt.fmt.pix.pixelformat = v4l2.raw.v4l2_fourcc(*chosen.ljust(4))
-        fmt.fmt.pix.field = v4l2.Field.ANY
-        fmt.fmt.pix.width, fmt.fmt.pix.height = size or (cfg.width, cfg.height)
-        v4l2.set_raw_format(dev, fmt)
-        got = dev.get_format(v4l2.BufferType.VIDEO_CAPTURE)
-        got_code = fourcc(int(got.pixel_format))
-        if got_code not in candidates:
-            raise CameraError(f"{path}: the driver rejected {chosen} and offers {got_code} instead")
-        width, height, bpl = got.width, got.height, got.bytes_per_line
-        if got_code in RAW_FORMATS and (width % 2 or height % 2):
-            raise CameraError(f"{path}: odd frame size {width}x{height} for {got_code}")
-        fps: float | None = None
-        try:
-            dev.set_fps(v4l2.BufferType.VIDEO_CAPTURE, cfg.fps)
-        except OSError as exc:  # many drivers have a fixed rate (ENOTTY / EINVAL)
-            log.debug("camera %s: cannot set fps: %r", cfg.name, exc)
-        try:
-            fps = float(dev.get_fps(v4l2.BufferType.VIDEO_CAPTURE))
-        except (OSError, ZeroDivisionError) as exc:
-            log.debug("camera %s: cannot read fps: %r", cfg.name, exc)
-        input_index: int | None = None
-        input_name = ""
-        try:
-            input_index = dev.get_input()
-            input_name = next((i.name for i in dev.info.inputs if i.index == input_index), "")
-        except OSError:
-            pass  # drivers without ENUMINPUT / G_INPUT (v4l2loopback)
-        return Negotiated(
-            fourcc=got_code,
-            width=width,
-            height=height,
-            bytes_per_line=bpl,
-            fps=fps,
-            device=real,
-            card=dev.info.card,
-            driver=dev.info.driver,
-            input=input_index,
-            input_name=input_name,
-        )
-
-    def _try_format(self, code: str, width: int, height: int) -> tuple[int, int] | None:
-        fmt = v4l2.raw.v4l2_format()
-        fmt.type = v4l2.BufferType.VIDEO_CAPTURE
-        fmt.fmt.pix.pixelformat = v4l2.raw.v4l2_fourcc(*code.ljust(4))
-        fmt.fmt.pix.field = v4l2.Field.ANY
-        fmt.fmt.pix.width, fmt.fmt.pix.height = width, height
-        try:
-            v4l2.try_raw_format(self._device, fmt)
-        except OSError as exc:
-            if exc.errno == errno.ENOTTY:
-                return None
-            raise
-        if fourcc(fmt.fmt.pix.pixelformat) != code:
-            return (-1, -1)
-        return (fmt.fmt.pix.width, fmt.fmt.pix.height)
 
     def _controls(self) -> dict[str, Any]:
         return device_controls(self._device)
 
     def _apply_controls(self) -> None:
-        cfg = self.config
-        controls = self._controls()
-        for name, value in self.options.controls:
-            ctrl = controls.get(name)
-            if ctrl is None:
-                have = ", ".join(sorted(controls)) or "none"
-                raise CameraError(
-                    f"config error: cameras.{cfg.name}.controls.{name}: camera {cfg.name} has no "
-                    f"control '{name}' (it has: {have})"
-                )
-            try:
-                ctrl.value = value
-            except (OSError, AttributeError, ValueError) as exc:
-                # Not fatal: an inactive control (exposure while auto-exposure is on) is
-                # refused by the driver, and the picture is still worth showing.
-                log.warning("camera %s: cannot set control %s=%d: %s", cfg.name, name, value, exc)
+        apply_configured(self._controls(), self.options.controls, self.config.name)
         self._stats.controls = self._read_controls()
 
     def _read_controls(self) -> dict[str, dict[str, Any]]:

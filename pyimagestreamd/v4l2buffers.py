@@ -9,9 +9,14 @@ frame (README, "Benchmarks (VM)"). `StreamBuffers` does the same DQBUF / copy / 
 the same fd and the same mappings with one struct allocated at open and reused, a poll
 object registered once, and `fcntl.ioctl` called directly.
 
-Capture thread only (the struct is shared by every call). Errors are the plain `OSError`s
-of the ioctls (ENODEV after an unplug, EAGAIN when poll woke without a buffer), which
-v4l2.py turns into reasons; a buffer is always queued again, whatever reading it did.
+One thread at a time, never two (the struct is shared by every call): the capture thread
+through the source's `read()` (raw formats), or, for a run the event loop reads
+(loopread.py: MJPEG passthrough), the loop's thread through `read_ready()` while the
+capture thread only watches and, before it closes the device, waits for the loop to stop
+watching. Errors are
+the plain `OSError`s of the ioctls (ENODEV after an unplug, EAGAIN when poll woke without
+a buffer), which v4l2.py turns into reasons; a buffer is always queued again, whatever
+reading it did.
 """
 
 from __future__ import annotations

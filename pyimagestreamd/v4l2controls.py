@@ -1,22 +1,27 @@
 """A V4L2 device's controls: described for /api/state, set and read back.
 
 Used by the V4L2 source (v4l2.py) in its capture thread: at open for the configured
-controls, and between reads for the changes the settings API hands over (controls.py);
-by `--list-cameras` (cameralist.py) to show them. A control is known by its config name
-(`control_key`), the one `v4l2-ctl` prints.
+controls (`apply_configured`), and between reads for the changes the settings API hands
+over (controls.py); by `--list-cameras` (cameralist.py) to show them. A control is known
+by its config name (`control_key`), the one `v4l2-ctl` prints.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import warnings
+from collections.abc import Iterable
 from typing import Any
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "v4l2py is no longer being maintained", UserWarning)
     from v4l2py import device as v4l2
 
+from pyimagestreamd.cameratypes import CameraError
 from pyimagestreamd.controls import Applied, ControlError, check_value
+
+log = logging.getLogger(__name__)
 
 
 def control_key(name: str) -> str:
@@ -86,3 +91,26 @@ def set_values(controls: dict[str, Any], values: dict[str, int]) -> Applied:
             # An inactive control (exposure while auto-exposure is on) is refused.
             errors[name] = f"the driver refused it: {exc}"
     return Applied(applied, errors)
+
+
+def apply_configured(
+    controls: dict[str, Any], configured: Iterable[tuple[str, int]], camera: str
+) -> None:
+    """Set the YAML's `controls:` of camera `camera` at open, in order.
+
+    A control the camera does not have is a config error (CameraError naming the key and
+    the controls it has); a value the driver refuses is only a warning."""
+    for name, value in configured:
+        ctrl = controls.get(name)
+        if ctrl is None:
+            have = ", ".join(sorted(controls)) or "none"
+            raise CameraError(
+                f"config error: cameras.{camera}.controls.{name}: camera {camera} has no "
+                f"control '{name}' (it has: {have})"
+            )
+        try:
+            ctrl.value = value
+        except (OSError, AttributeError, ValueError) as exc:
+            # Not fatal: an inactive control (exposure while auto-exposure is on) is
+            # refused by the driver, and the picture is still worth showing.
+            log.warning("camera %s: cannot set control %s=%d: %s", camera, name, value, exc)

@@ -1,12 +1,13 @@
-"""Unit tests for the I/O-free parts of pyimagestreamd.v4l2 (the device paths run in tests/vm)."""
+"""Unit tests for the I/O-free parts of the V4L2 source (the device paths run in tests/vm)."""
 
 from __future__ import annotations
 
 import errno
 
 from pyimagestreamd.cameralist import format_camera_list
-from pyimagestreamd.v4l2 import candidate_formats, fourcc, reason_for
+from pyimagestreamd.v4l2 import reason_for
 from pyimagestreamd.v4l2controls import control_key
+from pyimagestreamd.v4l2format import candidate_formats, fourcc
 
 
 def test_fourcc_names_pixel_format_codes() -> None:
