@@ -125,10 +125,11 @@ class ProtocolV2:
         self.ws = ws
         self.hub = hub
         self.cameras = cameras
-        self.credits = 0
         # Arrival times (monotonic) of the outstanding credits, oldest first: a frame
-        # answers the oldest, and its metadata says how long that one was held.
-        self.credit_times: deque[float] = deque(maxlen=MAX_WINDOW)
+        # answers the oldest, and its metadata says how long that one was held. Its length
+        # is the credit count. No maxlen: both places that add one refuse past MAX_WINDOW
+        # first (a maxlen would drop the oldest silently instead of showing a bug).
+        self.credit_times: deque[float] = deque()
         self.last_seq = 0
         self.watching = False
         self.reported_version = -1
@@ -192,6 +193,11 @@ class ProtocolV2:
             ws.take_input()
             self._watch(False)
 
+    @property
+    def credits(self) -> int:
+        """The frame requests outstanding (at most MAX_WINDOW)."""
+        return len(self.credit_times)
+
     def _take_credit(self, message: str | bytes) -> bool:
         """Count a "next" as it arrives when that is all it does: the handler sleeps on.
 
@@ -212,7 +218,6 @@ class ProtocolV2:
         return True
 
     def _add_credit(self) -> None:
-        self.credits += 1
         self.credit_times.append(time.monotonic())
 
     def _watch(self, watching: bool) -> None:
@@ -232,7 +237,6 @@ class ProtocolV2:
             self._add_credit()
             self._watch(True)  # a request is as good as a resume
         elif kind == "pause":
-            self.credits = 0
             self.credit_times.clear()
             self._watch(False)
         else:
@@ -245,8 +249,8 @@ class ProtocolV2:
         if self.max_width and frame.width > self.max_width:
             frame = scaler_for(self.hub).scaled(frame, self.max_width)
         now = time.monotonic()
+        # Sent only with a credit in hand (run() checks): the oldest is the one answered.
         credit_at = self.credit_times.popleft() if self.credit_times else now
         meta = frame_meta(self._camera_json, frame, now, now - credit_at)
-        self.credits -= 1
         self.last_seq = frame.seq
         return self.ws.send_binary((struct.pack(">I", len(meta)) + meta, frame.jpeg))
