@@ -26,6 +26,11 @@ async def serve_original(ws: WebSocket, hub: Hub) -> None:
     try:
         last = 0
         while True:
+            # Input is read as it comes (no defer_input, unlike protocol 2): the original
+            # client has one request in flight, so while this waits for a frame it sends
+            # nothing, and while this waits for a request that request is what it waits
+            # for; a newer frame may be there already, which must go out at once, not at
+            # the camera's next frame.
             message = await ws.recv()
             if not isinstance(message, str):
                 await ws.close(CLOSE_UNSUPPORTED, "send text messages to request frames")

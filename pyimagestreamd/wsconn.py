@@ -205,9 +205,11 @@ class WebSocket:
         For a handler that holds credits and will wake for the camera's next frame anyway:
         the credit a client sends for each frame then costs no wake-up of the event loop
         of its own (an epoll wake, a turn of the loop, a recv: the one thing per frame the
-        WebSocket path did that /stream.mjpg does not). Over TLS input stays as it is
-        (the bytes in the kernel are records, not frames). The keepalive ping reads input
-        as it comes again, so that a client gone quiet is still seen.
+        WebSocket path did that /stream.mjpg does not). Over TLS input stays as it is:
+        the bytes in the kernel are records, not frames, and pausing a TLS transport only
+        holds back the decrypted data, so a "pause" would wait until the credits ran out
+        (tests/test_wsinput.py). The keepalive ping reads input as it comes again, so
+        that a client gone quiet is still seen.
         """
         transport = self.conn.transport
         if self._input_deferred or self.conn.secure or not self.is_open or transport is None:

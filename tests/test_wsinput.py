@@ -12,12 +12,16 @@ import contextlib
 import logging
 import os
 import socket
+import ssl
 import struct
+from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import check_jpeg, deadline, recv_v2_frame, timeout, ws_connect
 from test_limits import frame, raw_websocket
+from test_tls import make_ca, make_leaf
+from websockets.asyncio.client import connect
 
 FAST = "cameras:\n  cam: {width: 160, height: 120, fps: 30}\n"
 NEXT = b'{"type":"next"}'
@@ -170,24 +174,29 @@ async def test_a_client_keeping_credits_out_streams_on_and_its_close_is_answered
     await rd.wait_camera("cam", lambda c: c["viewers"] == 0)
 
 
+async def frames_after_pause(ws: Any) -> int:
+    """8 credits, one frame, then "pause": the frames that still come (until a second's quiet)."""
+    await ws.recv()  # hello
+    for _ in range(8):
+        await ws.send(NEXT.decode())
+    await recv_v2_frame(ws)
+    await ws.send('{"type": "pause"}')
+    late = 0
+    with contextlib.suppress(TimeoutError):
+        while True:
+            if isinstance(await asyncio.wait_for(ws.recv(), timeout(1)), bytes):
+                late += 1
+    return late
+
+
 async def test_a_pause_is_read_before_the_next_frame_while_credits_are_held(
     start_daemon: Any,
 ) -> None:
     """8 credits, one frame, then "pause": the server reads it at its next frame, not 7 frames on."""
     rd = await start_daemon("cameras:\n  cam: {width: 160, height: 120, fps: 10}\n")
     async with ws_connect(rd, "/websocket/cam", v2=True) as ws, deadline(30):
-        await ws.recv()  # hello
-        for _ in range(8):
-            await ws.send(NEXT.decode())
-        await recv_v2_frame(ws)
-        await ws.send('{"type": "pause"}')
-        late = 0
-        with contextlib.suppress(TimeoutError):
-            while True:  # what comes until the stream goes quiet for a second
-                if isinstance(await asyncio.wait_for(ws.recv(), timeout(1)), bytes):
-                    late += 1
         # A frame or two may cross the pause on the way; 7 would mean it waited in the kernel.
-        assert late <= 2
+        assert await frames_after_pause(ws) <= 2
 
 
 async def test_a_burst_larger_than_one_deferred_read_is_read_whole(start_daemon: Any) -> None:
@@ -214,3 +223,82 @@ async def test_a_burst_larger_than_one_deferred_read_is_read_whole(start_daemon:
         return pongs
 
     await asyncio.wait_for(asyncio.to_thread(burst), timeout(20))
+
+
+def read_until_binary(sock: socket.socket) -> None:
+    """Read the server's frames until the first binary one (a frame message) is whole."""
+    buf = b""
+    while True:
+        buf += sock.recv(1 << 16)
+        while (taken := take_frame(buf)) is not None:
+            opcode, _payload, buf = taken
+            if opcode == 0x2:
+                return
+
+
+async def test_a_connection_dropped_as_a_frame_wakes_it_is_never_read_again(
+    start_daemon: Any,
+) -> None:
+    """Dropped in the very turn a frame wakes its handler: what it left in the kernel stays unread.
+
+    The coincidence a ping timeout or a stall can meet (a publish and an abort in one turn
+    of the loop) is staged here: the client's input is deferred (credits held, camera live),
+    it sends a binary message (a protocol error, if anything read it), and the publish that
+    wakes its handler aborts its connection right after. A socket being closed is never
+    read: the drop is counted once, as the timeout, and no protocol error besides.
+    """
+    rd = await start_daemon("cameras:\n  cam: {width: 160, height: 120, fps: 5}\n")
+    sock = await asyncio.to_thread(v2_websocket, rd.port)
+    with sock:
+        sock.sendall(frame(0x1, NEXT) * 8)
+        await asyncio.wait_for(asyncio.to_thread(read_until_binary, sock), timeout(10))
+        # One frame out, 7 credits held, the camera live: the handler waits for the next
+        # frame with the client's input left in the kernel.
+        (conn,) = rd.daemon.server.websockets
+        hub = rd.daemon.runners["cam"].hub
+        publish = hub.publish
+        dropped: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def publish_then_drop(new: Any) -> None:
+            del hub.publish  # once
+            sock.send(frame(0x2, b"not part of protocol 2"))
+            publish(new)  # wakes the handler: it runs in the next turn, as does the close
+            conn.abort("ping_timeout")
+            dropped.set_result(None)
+
+        hub.publish = publish_then_drop  # type: ignore[method-assign]
+        await asyncio.wait_for(dropped, timeout(10))
+        await asyncio.wait_for(asyncio.shield(conn.closed), timeout(10))
+        await rd.wait_camera("cam", lambda c: c["viewers"] == 0)
+    aborted = (await rd.state())["aborted"]
+    assert {reason: n for reason, n in aborted.items() if n} == {"ping_timeout": 1}
+
+
+async def test_over_tls_input_is_read_as_it_comes_while_credits_are_held(
+    start_daemon: Any, tmp_path: Path
+) -> None:
+    """Over TLS nothing is deferred: a "pause" after one frame of 8 credits stops the stream.
+
+    Pausing a TLS transport's reading only stops asyncio handing decrypted data over (the
+    records are still read from the kernel), so a deferred "pause" would wait there until
+    the credits ran out: 7 frames late.
+    """
+    make_ca(tmp_path)
+    make_leaf(tmp_path, "leaf")
+    rd = await start_daemon(
+        f"server: {{listen: 127.0.0.1, port: 0, tls: {{certificate: {tmp_path}/leaf.pem,"
+        f" key: {tmp_path}/leaf.key}}}}\nauth: {{users_file: {tmp_path}/none}}\n"
+        "cameras:\n  cam: {width: 160, height: 120, fps: 10}\n"
+    )
+    context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    async with (
+        connect(
+            f"wss://127.0.0.1:{rd.port}/websocket/cam",
+            ssl=context,
+            subprotocols=["pyimagestream.v2"],  # type: ignore[list-item]
+            compression=None,
+            open_timeout=timeout(10),
+        ) as ws,
+        deadline(30),
+    ):
+        assert await frames_after_pause(ws) <= 2
