@@ -7,6 +7,8 @@ import struct
 import numpy as np
 import pytest
 import simplejpeg
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pyimagestreamd.mjpeg import STANDARD_DHT, MjpegChecker, Verdict, inspect
 
@@ -155,3 +157,26 @@ def test_stale_bytes_of_an_older_frame_after_eoi_are_trimmed() -> None:
     small, large = make_jpeg(32, 32), make_jpeg(64, 64)
     buffer = small + large[len(small) :]
     assert MjpegChecker().check(buffer) == small
+
+
+# Bytes after the scan header, made of the ones that matter around an end marker.
+scan_bytes = st.lists(st.sampled_from([b"\x00", b"\xff", b"\xd9", b"\xd0", b"\x5a"])).map(b"".join)
+
+
+@given(scan_bytes, scan_bytes)
+def test_the_picture_ends_at_the_first_end_marker_after_the_scan_header(
+    scan: bytes, tail: bytes
+) -> None:
+    """Whatever bytes follow the scan header, the picture ends at the first FF D9 in them
+    (bytes.find as the reference), and none means truncated."""
+    jpeg = make_jpeg()
+    sos = next(start for marker, start, _ in segments(jpeg) if marker == 0xDA)
+    scan_at = sos + 2 + struct.unpack(">H", jpeg[sos + 2 : sos + 4])[0]
+    data = jpeg[:scan_at] + scan + tail
+    found = inspect(data)
+    first = data.find(b"\xff\xd9", scan_at)
+    if first < 0:
+        assert found.verdict is Verdict.TRUNCATED
+    else:
+        assert found.verdict in (Verdict.OK, Verdict.REPAIRED)
+        assert found.end_at == first + 2
