@@ -7,6 +7,8 @@ the camera failing); the loop watches the pipe's read end as it would a V4L2 dev
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
 import os
 import threading
 import time
@@ -22,6 +24,7 @@ from pyimagestreamd.config import CameraConfig
 from pyimagestreamd.controls import Applied
 from pyimagestreamd.frame import Frame
 from pyimagestreamd.runner import CameraRunner
+from pyimagestreamd.v4l2 import reason_for
 
 
 class PipeCamera(CaptureSource):
@@ -307,3 +310,63 @@ async def test_a_rearm_camera_is_registered_anew_after_each_frame() -> None:
     assert cam.watched(cam.r)
     await stopped(runner)
     assert not cam.closed_while_watched
+
+
+class UnpluggedCamera(PipeCamera):
+    """A V4L2-like device that can be unplugged: its fd then signals for good (a pipe whose
+    writer closed hangs up, as a gone device's fd reports EPOLLERR), each read fails with
+    ENODEV and each open with ENOENT, with the V4L2 source's reasons, until it is back."""
+
+    path = "/dev/video9"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gone = False
+        self.reads_when_gone = 0
+
+    def open(self) -> None:
+        if self.gone:
+            raise CameraError(reason_for(OSError(errno.ENOENT, "gone"), self.path))
+        super().open()
+
+    def read_ready(self) -> Frame | None:
+        if self.gone:
+            self.reads_when_gone += 1
+            raise CameraError(reason_for(OSError(errno.ENODEV, "gone"), self.path))
+        return super().read_ready()
+
+    def unplug(self) -> None:
+        self.gone = True
+        os.close(self.w)
+        self.w = os.open(os.devnull, os.O_WRONLY)  # for close(): the pipe stays hung up
+
+
+async def test_a_device_unplugged_under_the_loop_is_logged_once_and_comes_back(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Unplugged while the loop reads it: one read fails (the loop stops watching the fd that
+    signals for good, never spins on it), offline "disconnected", then one more line for
+    "no such device" however many opens fail; re-plugged: live again on the next open."""
+    monkeypatch.setattr(camera, "RETRY_DELAYS", (0.01,))
+    cam = UnpluggedCamera()
+    with caplog.at_level(logging.WARNING, logger="pyimagestreamd.camera"):
+        runner = await started(cam)
+        cam.feed(b"a")
+        await until(lambda: runner.hub.state is CameraState.LIVE, "live")
+        cam.unplug()
+        await until(lambda: cam.counters["errors"] >= 6, "six failed attempts")
+        assert cam.reads_when_gone == 1
+        assert not cam.closed_while_watched
+        assert runner.hub.state is CameraState.OFFLINE
+        assert runner.hub.reason == "/dev/video9: no such device (not plugged in?)"
+        opens = cam.opens
+        cam.gone = False
+        await until(lambda: cam.opens > opens and cam.r >= 0 and cam.watched(cam.r), "an open")
+        cam.feed(b"b")
+        await until(lambda: runner.hub.state is CameraState.LIVE, "live again")
+        await stopped(runner)
+    offline = [r.getMessage() for r in caplog.records if "offline" in r.getMessage()]
+    assert offline == [
+        "camera pipe offline: /dev/video9: device disconnected",
+        "camera pipe offline: /dev/video9: no such device (not plugged in?)",
+    ]
