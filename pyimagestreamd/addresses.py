@@ -1,7 +1,7 @@
 """What an address string is: the checks on IP literals that the configuration
 (serverconfig.py: listen, trusted_proxies) and the request checks (access.py: Host;
-gate.py: X-Forwarded-For) share, in a module of their own so that the config modules need
-not import the request side. Pure functions, no I/O.
+credentials.py: X-Forwarded-For) share, in a module of their own so that the config modules
+need not import the request side. Pure functions, no I/O.
 """
 
 from __future__ import annotations

@@ -26,22 +26,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, quote, unquote
 
-from pyimagestreamd.gate import (
-    ADMIN,
-    API,
+from pyimagestreamd.credentials import (
     CLIENT_HEADER,
-    PAGE,
-    PUBLIC,
     SESSION_COOKIE,
     SHARE_COOKIE,
-    WATCH,
-    Gate,
-    Principal,
-    Refusal,
     client_address,
     parse_basic,
     parse_cookies,
 )
+from pyimagestreamd.gate import ADMIN, API, PAGE, PUBLIC, WATCH, Gate, Principal, Refusal
 
 ACCOUNT_PATHS = ("/api/login", "/api/session", "/api/logout", "/api/shares", "/api/shares/revoke")
 # The ones that change something: POST only.

@@ -6,7 +6,8 @@ WebSocket handshake, snapshot, MJPEG, state, metrics, the account API). It answe
 the server sends as it is, before any frame.
 
 - Client address: the peer's, or the last address of `X-Forwarded-For` that is not a
-  trusted proxy, but only when the peer is one of `server.trusted_proxies`.
+  trusted proxy, but only when the peer is one of `server.trusted_proxies`. That address,
+  the cookies and the Basic credentials are read from the request by credentials.py.
 - Safe default: while the users file holds nobody, loopback and local networks (RFC 1918,
   IPv6 ULA and link-local; not CGNAT 100.64/10, which is the provider's network) are served
   and everyone else gets 403 with a page that says how to add a user.
@@ -15,17 +16,14 @@ the server sends as it is, before any frame.
   run off the event loop; a Basic result is cached for a while, so a dashboard polling
   /snapshot.jpg every second does not cost a scrypt per request.
 
-No sockets: unit-tested with plain values. Event-loop thread.
+No sockets here (tests/test_auth.py drives it through the real server). Event-loop thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hashlib
 import hmac
-import ipaddress
 import logging
 import secrets
 import time
@@ -33,8 +31,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from pyimagestreamd.accounts import AccountError, Accounts, verify_password
-from pyimagestreamd.addresses import is_ip_literal
 from pyimagestreamd.config import Config
+from pyimagestreamd.credentials import (
+    CLIENT_HEADER,
+    SESSION_COOKIE,
+    SHARE_COOKIE,
+    client_address,
+    is_local,
+    parse_basic,
+    parse_cookies,
+)
 from pyimagestreamd.loginguard import LoginGuard
 from pyimagestreamd.ratelimit import RateLimitedLog
 from pyimagestreamd.sessions import Sessions
@@ -42,25 +48,6 @@ from pyimagestreamd.shares import Shares
 
 log = logging.getLogger(__name__)
 
-SESSION_COOKIE = "pyimagestream_session"
-SHARE_COOKIE = "pyimagestream_share"
-# Requests from our own page carry this header: a cross-site page cannot send it without a
-# CORS preflight that we never grant, so it guards the state-changing API against CSRF,
-# and it tells the server not to ask the browser for Basic credentials in a pop-up.
-CLIENT_HEADER = "X-PyImageStream"
-LOCAL_NETWORKS = tuple(
-    ipaddress.ip_network(n)
-    for n in (
-        "127.0.0.0/8",
-        "10.0.0.0/8",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "169.254.0.0/16",
-        "::1/128",
-        "fc00::/7",
-        "fe80::/10",
-    )
-)
 BASIC_CACHE_TTL = 300.0
 BASIC_CACHE_SIZE = 256
 # Password checks at once (each takes 32 MiB and ~0.1 s), and how many may wait for one.
@@ -106,68 +93,6 @@ class Refusal:
     text: str
     headers: dict[str, str] = field(default_factory=dict)
     html: str | None = None
-
-
-def parse_cookies(header: str | None) -> dict[str, str]:
-    cookies: dict[str, str] = {}
-    for part in (header or "").split(";"):
-        name, sep, value = part.strip().partition("=")
-        if sep and name and name not in cookies:
-            cookies[name] = value.strip().strip('"')
-    return cookies
-
-
-def parse_basic(header: str | None) -> tuple[str, str] | None:
-    if not header:
-        return None
-    scheme, _, value = header.strip().partition(" ")
-    if scheme.lower() != "basic" or len(value) > 4096:
-        return None
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    name, sep, password = decoded.partition(":")
-    return (name, password) if sep else None
-
-
-def is_local(address: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(address.split("%", maxsplit=1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip in net for net in LOCAL_NETWORKS)
-
-
-def client_address(peer: str, forwarded_for: str | None, trusted: tuple[str, ...]) -> str:
-    """The client's address: `X-Forwarded-For` counts only when the peer is a trusted proxy."""
-    if forwarded_for is None or not _in(peer, trusted):
-        return peer
-    # Each proxy appends the address it saw: walk back from the right past our own proxies;
-    # anything further left was written by the client and proves nothing.
-    hops = [h.strip() for h in forwarded_for.split(",")][-16:]
-    for hop in reversed(hops):
-        if not is_ip_literal(hop):
-            return "invalid"  # a garbled header from a trusted proxy: trust nothing
-        if not _in(hop, trusted):
-            return hop
-    return hops[0] if hops else peer
-
-
-def _in(address: str, trusted: tuple[str, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address.split("%", maxsplit=1)[0])
-    except ValueError:
-        return False
-    for entry in trusted:
-        try:
-            if ip in ipaddress.ip_network(entry, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
 
 
 class Gate:
