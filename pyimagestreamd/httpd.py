@@ -1,19 +1,18 @@
-"""HTTP connection: one accepted socket, parsed with h11, with every buffer and wait bounded.
+"""HTTP connection: one accepted socket, with every buffer and wait bounded.
 
 The front of the data flow. The server (server.py) accepts a socket and makes it a
-`Connection`: an asyncio Protocol whose task reads request heads with h11 (keep-alive,
-pipelining, HEAD), hands each to the router (routes.py), and sends what the route answers.
-A route may take the connection over: a WebSocket upgrade (wsconn.py) or an MJPEG stream
-(mjpegpush.py) then owns it until it closes.
+`Connection`: an asyncio Protocol whose task runs the HTTP/1.1 request loop (httploop.py:
+request heads read with h11 within their bounds, each handed to the router, routes.py),
+and sends what the route answers. A route may take the connection over: a WebSocket
+upgrade (wsconn.py) or an MJPEG stream (mjpegpush.py) then owns it until it closes.
 
 The connection is also the one write path for all of them, which is where the bounds live:
-- a request head must arrive within `request_timeout` (slowloris), the next one on a
-  keep-alive connection within `idle_timeout`; at most MAX_HEAD bytes and MAX_HEADERS
-  header lines; a body is refused (no route takes one);
 - output waiting in asyncio's buffer past MAX_PENDING_OUTPUT aborts the connection
   (a ping flood whose pongs are never read), and so does output that asyncio cannot hand
   to the kernel within `send_timeout` (a stalled reader);
-- input is read only as far as the current consumer wants it (reading pauses).
+- input is read only as far as the current consumer wants it (reading pauses past
+  MAX_INPUT); `finish_request` refuses a body on a request that takes none (a POST's
+  bounded body is read by posts.py).
 
 Event-loop thread only.
 """
@@ -23,11 +22,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 import h11
 
+from pyimagestreamd.httploop import serve_http
 from pyimagestreamd.pacing import SendGate
 from pyimagestreamd.secheaders import Headers, security_headers
 
@@ -37,11 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Largest request head (request line + headers): browsers send 1-3 kB.
-MAX_HEAD = 16 * 1024
-MAX_HEADERS = 64
-# Requests one keep-alive connection may carry before we close it (a page load is ~15).
-MAX_REQUESTS = 1000
 # Unread input kept per connection before reading pauses.
 MAX_INPUT = 64 * 1024
 # Output asyncio may hold for one client: several large frames. Past it the client is not
@@ -84,7 +78,6 @@ class Connection(asyncio.Protocol):
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._stall_handle: asyncio.TimerHandle | None = None
         self.abort_reason = ""
-        self._head_size = 0
         self.task: asyncio.Task[None] | None = None
 
     # -- asyncio.Protocol --------------------------------------------------------------
@@ -145,6 +138,11 @@ class Connection(asyncio.Protocol):
         self._drain_waiters.clear()
 
     # -- input -------------------------------------------------------------------------
+
+    @property
+    def has_unread_input(self) -> bool:
+        """True if bytes have arrived that nobody has read yet (a head begun, say)."""
+        return bool(self._input)
 
     def _wake_reader(self) -> None:
         if self._input_waiter is not None and not self._input_waiter.done():
@@ -231,11 +229,11 @@ class Connection(asyncio.Protocol):
         log.debug("client %s: aborted (%s)", self.peer, reason)
         self.transport.abort()
 
-    # -- request loop ------------------------------------------------------------------
+    # -- its task, and the h11 events of each request ----------------------------------
 
     async def _run(self) -> None:
         try:
-            await self._serve_http()
+            await serve_http(self)
         except Exception:
             self.server.errors.error(
                 "connection", "client %s: unexpected error", self.peer, exc_info=True
@@ -245,70 +243,6 @@ class Connection(asyncio.Protocol):
             self.server.connection_done(self)
             if not self.closed.done():
                 self.close()
-
-    async def _serve_http(self) -> None:
-        h = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
-        for number in range(MAX_REQUESTS):
-            self._set_pending(True)
-            try:
-                request = await self._read_head(h, first=number == 0)
-            except h11.RemoteProtocolError as exc:
-                status = exc.error_status_hint
-                reason = "oversize" if status == 431 else "protocol_error"
-                self.server.stats.refused(reason)
-                self._send_error(h, status, str(exc) or "bad request")
-                return
-            except TimeoutError:
-                if h.their_state is h11.SEND_BODY or self._input or number == 0:
-                    self.server.stats.refused("timeout")
-                return
-            if request is None:
-                return
-            self._set_pending(False)
-            if self._head_size > MAX_HEAD:
-                # h11 bounds a head that arrives in pieces; this one came in one piece.
-                self.server.stats.refused("oversize")
-                self._send_error(h, 431, f"request head over {MAX_HEAD} bytes")
-                return
-            if len(request.headers) > MAX_HEADERS:
-                self.server.stats.refused("oversize")
-                self._send_error(h, 431, f"more than {MAX_HEADERS} header lines")
-                return
-            keep = await self.handler.handle(self, h, request)
-            if not keep or h.our_state is not h11.DONE or h.their_state is not h11.DONE:
-                return
-            h.start_next_cycle()
-
-    def _set_pending(self, pending: bool) -> None:
-        if pending != self.is_pending:
-            self.is_pending = pending
-            self.server.pending_changed(self, pending)
-
-    async def _read_head(self, h: h11.Connection, first: bool) -> h11.Request | None:
-        """The next request head, or None at a clean end of input."""
-        srv = self.server.config.server
-        loop = asyncio.get_running_loop()
-        idle = srv.request_timeout if first else srv.idle_timeout
-        fed = len(h.trailing_data[0])  # what the last request left: the start of this one
-        async with asyncio.timeout(idle) as deadline:
-            started = first
-            while True:
-                event = h.next_event()
-                if event is h11.NEED_DATA:
-                    data = await self.read()
-                    if data and not started:
-                        # The next request has begun: it gets request_timeout for its head.
-                        started = True
-                        deadline.reschedule(loop.time() + srv.request_timeout)
-                    h.receive_data(data)
-                    fed += len(data)
-                    continue
-                if isinstance(event, h11.Request):
-                    self._head_size = fed - len(h.trailing_data[0])
-                    return event
-                if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
-                    return None
-                raise h11.RemoteProtocolError(f"unexpected {type(event).__name__}", 400)
 
     async def finish_request(self, h: h11.Connection) -> bool:
         """Read to the end of the request; False if it carries a body (no route takes one)."""
@@ -325,28 +259,14 @@ class Connection(asyncio.Protocol):
                     continue
                 return False
 
+    def set_pending(self, pending: bool) -> None:
+        """Mark the connection as waiting for a request head (True) or past it (False)."""
+        if pending != self.is_pending:
+            self.is_pending = pending
+            self.server.pending_changed(self, pending)
+
     def send(self, h: h11.Connection, *events: h11.Event) -> None:
         for event in events:
             data = h.send(event)
             if data:
                 self.write(data)
-
-    def _send_error(self, h: h11.Connection, status: int, text: str) -> None:
-        """Answer a broken request with a one-line reason and close; quiet if h11 can't."""
-        body = (text[:200] + "\n").encode()
-        headers = [
-            *self.security_headers,
-            ("Content-Type", "text/plain; charset=utf-8"),
-            ("Content-Length", str(len(body))),
-            ("Connection", "close"),
-        ]
-        try:
-            phrase = (
-                HTTPStatus(status).phrase.encode()
-                if status in HTTPStatus._value2member_map_
-                else b""
-            )
-            self.send(h, h11.Response(status_code=status, headers=headers, reason=phrase))
-            self.send(h, h11.Data(data=body), h11.EndOfMessage())
-        except h11.LocalProtocolError:
-            pass  # not even a request line we could answer: just close

@@ -1,6 +1,6 @@
 """Routes: what each request gets, after the checks every request passes.
 
-Between the HTTP connection (httpd.py) and the handlers. For each request head h11 parsed:
+Between the HTTP connection (httpd.py, httploop.py) and the handlers. For each request head:
 duplicate Host/Origin -> 400; a Host that is not ours -> 421 (DNS rebinding, access.py);
 the route of its target (urls.py, which lists every path and spelling); `authorize`
 (gate.py: accounts, sessions, share links, the local-only default); then the handler: the

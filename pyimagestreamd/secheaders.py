@@ -3,7 +3,7 @@
 Every writer of a response head takes them from here, through its connection
 (`Connection.security_headers`, httpd.py): the router's replies (routes.py: pages, API,
 snapshots and every refusal), the MJPEG stream's own head (mjpegpush.py), the answers to
-broken requests (httpd.py), the WebSocket handshake's answers (wsconn.py) and the
+broken requests (httploop.py), the WebSocket handshake's answers (wsconn.py) and the
 plain-HTTP redirect listener (redirect.py). `frame-ancestors` comes from
 `server.frame_ancestors` ('none' by default; dashboards that embed the stream list their
 origins); `Strict-Transport-Security` is sent over TLS only (RFC 6797 has browsers ignore

@@ -1,8 +1,8 @@
 """Server statistics: connections, refusals and aborts by reason, frames and bytes sent.
 
-Fed by the connection layer (httpd.py, server.py) and by `frame_sent`, the one place that
-counts a frame leaving the server (delivery.py calls it); read by /api/state, /metrics and
-the systemd STATUS line. Plain counters, no I/O; event-loop thread only.
+Fed by the connection layer (httpd.py, httploop.py, server.py) and by `frame_sent`, the
+one place that counts a frame leaving the server (delivery.py calls it); read by
+/api/state, /metrics and the systemd STATUS line. Plain counters, no I/O; event-loop thread only.
 """
 
 from __future__ import annotations
