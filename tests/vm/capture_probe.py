@@ -7,9 +7,7 @@ prints this process's CPU (all threads) per frame. Exploration for issue 9, not 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import resource
-import select
 import sys
 import threading
 import time
@@ -23,7 +21,7 @@ import vmlib
 
 from pyimagestreamd.config import parse_config
 from pyimagestreamd.frame import Frame
-from pyimagestreamd.v4l2 import V4L2Source, v4l2
+from pyimagestreamd.v4l2 import V4L2Source
 
 WINDOW = 6.0
 
@@ -44,23 +42,16 @@ def source() -> V4L2Source:
 
 
 def lean_reader(s: V4L2Source, check: bool) -> Callable[[float], bytes | None]:
-    fd = s._device.fileno()
-    maps = s._capture.buffer.buffers
-    buf = v4l2.raw.v4l2_buffer()
-    buf.type = v4l2.BufferType.VIDEO_CAPTURE
-    buf.memory = v4l2.Memory.MMAP
-    dq, q = int(v4l2.IOC.DQBUF), int(v4l2.IOC.QBUF)
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    ioctl = fcntl.ioctl
+    """The package's per-frame step alone (v4l2buffers.StreamBuffers: poll, DQBUF, copy,
+    QBUF on one reused struct), without V4L2Source's bookkeeping and Frame."""
+    buffers = s._buffers
+    assert buffers is not None
     checker = s._checker
 
     def read(timeout: float) -> bytes | None:
-        if not poller.poll(int(timeout * 1000)):
+        if not buffers.wait(timeout):
             return None
-        ioctl(fd, dq, buf)
-        data = maps[buf.index][: buf.bytesused]
-        ioctl(fd, q, buf)
+        data = buffers.read()
         return checker.check(data) if check else data
 
     return read
@@ -126,30 +117,23 @@ def thread_case(name: str, read: Callable[[float], object], wrap: bool) -> None:
 
 
 def reader_case(name: str, s: V4L2Source) -> None:
-    """The device's fd watched by the event loop: DQBUF in a reader callback, no thread."""
-    fd = s._device.fileno()
-    maps = s._capture.buffer.buffers
-    buf = v4l2.raw.v4l2_buffer()
-    buf.type = v4l2.BufferType.VIDEO_CAPTURE
-    buf.memory = v4l2.Memory.MMAP
-    dq, q = int(v4l2.IOC.DQBUF), int(v4l2.IOC.QBUF)
-    checker = s._checker
+    """The device's fd watched by the event loop: V4L2Source.read_ready (DQBUF, copy, QBUF,
+    check, Frame) in a reader callback, no thread."""
+    fd = s.loop_fd()
+    assert fd is not None
 
     async def main() -> None:
-        loop = asyncio.get_running_loop()
         got = [0]
 
         def on_readable() -> None:
             try:
-                fcntl.ioctl(fd, dq, buf)
+                frame = s.read_ready()
             except BlockingIOError:
                 return
-            data = maps[buf.index][: buf.bytesused]
-            fcntl.ioctl(fd, q, buf)
-            if checker.check(data) is not None:
-                Frame(data, 1920, 1080, time.monotonic(), time.time())
+            if frame is not None:
                 got[0] += 1
 
+        loop = asyncio.get_running_loop()
         loop.add_reader(fd, on_readable)
         await asyncio.sleep(1.0)
         n0, c0, t0 = got[0], cpu(), time.monotonic()
@@ -170,14 +154,14 @@ def main() -> None:
             try:
                 loop_case("main: v4l2py FrameReader.read + check", v4l2py_reader(s))
                 loop_case("V4L2Source.read() loop (this tree)", s.read)
-                loop_case("lean poll+DQBUF+copy+QBUF, no check", lean_reader(s, False))
-                loop_case("lean poll+DQBUF+copy+QBUF + MjpegChecker", lean_reader(s, True))
+                loop_case("StreamBuffers wait+read, no check", lean_reader(s, False))
+                loop_case("StreamBuffers wait+read + MjpegChecker", lean_reader(s, True))
                 thread_case("thread v4l2py read+check + Frame + call_soon_threadsafe",
                             v4l2py_reader(s), True)  # fmt: skip
                 thread_case("thread V4L2Source.read + call_soon_threadsafe", s.read, False)
-                thread_case("thread lean+check + Frame + call_soon_threadsafe",
+                thread_case("thread StreamBuffers+check + Frame + call_soon_threadsafe",
                             lean_reader(s, True), True)  # fmt: skip
-                reader_case("loop.add_reader lean+check + Frame (no thread)", s)
+                reader_case("loop.add_reader + V4L2Source.read_ready (no thread)", s)
             finally:
                 s.close()
     # An idle feeder's own cost is not in these figures (another process).
