@@ -186,3 +186,33 @@ async def test_protocol_2_frames_say_how_long_their_credit_was_held_at_the_gate(
     # The frame is the newest when the gate opens, not the one waiting when the credit came.
     assert held["age"] < held["held"], held
     assert at_once["held"] < hold, at_once
+
+
+async def test_a_drained_connection_passes_the_push_gate_on_one_look(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At most the smallest in-flight limit queued: ready without asking unsent bytes or tcp_info."""
+    monkeypatch.setattr(pacing, "queued_bytes", lambda fd: pacing.MIN_IN_FLIGHT)
+
+    def not_asked(*args: Any) -> Any:
+        raise AssertionError("asked the kernel more than the queued bytes")
+
+    monkeypatch.setattr(pacing, "unsent_bytes", not_asked)
+    monkeypatch.setattr(pacing, "path_estimate", not_asked)
+    gate = pacing.SendGate(_Out(pair[0]))
+    gate.bound_in_flight = True
+    await asyncio.wait_for(gate.wait_ready(timeout(1)), timeout(5))
+
+
+async def test_one_byte_over_the_smallest_in_flight_limit_waits_for_the_path(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A byte over MIN_IN_FLIGHT on a path whose limit is that smallest one: the gate stays shut."""
+    monkeypatch.setattr(pacing, "queued_bytes", lambda fd: pacing.MIN_IN_FLIGHT + 1)
+    monkeypatch.setattr(pacing, "unsent_bytes", lambda fd: 0)
+    monkeypatch.setattr(pacing, "path_estimate", lambda sock: (536, 0.0, 0.0))
+    assert pacing.in_flight_limit(536, 0.0, 0.0) == pacing.MIN_IN_FLIGHT
+    gate = pacing.SendGate(_Out(pair[0]))
+    gate.bound_in_flight = True
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(gate.wait_ready(0.3), timeout(5))
