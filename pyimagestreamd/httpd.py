@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+import os
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import h11
@@ -47,6 +48,15 @@ MAX_PENDING_OUTPUT = 4 * 1024 * 1024
 # a higher mark, a frame partly left in the buffer below it never resumed anyone: a push
 # client slower than the camera got two frames, then nothing until send_timeout dropped it.
 WRITE_HIGH_WATER = 0
+
+
+def unsent_parts(parts: Sequence[bytes], sent: int) -> bytes:
+    """What is left of `parts`, joined, once their first `sent` bytes are sent."""
+    for i, part in enumerate(parts):
+        if sent < len(part):
+            return b"".join((memoryview(part)[sent:], *parts[i + 1 :]))
+        sent -= len(part)
+    return b""
 
 
 class Connection(asyncio.Protocol):
@@ -79,6 +89,8 @@ class Connection(asyncio.Protocol):
         self._stall_handle: asyncio.TimerHandle | None = None
         self.abort_reason = ""
         self.task: asyncio.Task[None] | None = None
+        # The socket's descriptor for `writelines` (-1 over TLS: the socket carries records).
+        self._fd = -1
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
@@ -86,6 +98,9 @@ class Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=0)
+        sock = transport.get_extra_info("socket")
+        if not self.secure and sock is not None:
+            self._fd = sock.fileno()
         self.gate = SendGate(self)
         self.task = asyncio.ensure_future(self._run())
 
@@ -194,12 +209,29 @@ class Connection(asyncio.Protocol):
         if self.transport.get_write_buffer_size() > MAX_PENDING_OUTPUT:
             self.abort("output_overflow")
 
-    def writelines(self, parts: Iterable[bytes]) -> None:
-        """Queue `parts` in order (one sendmsg where asyncio has it, else joined once)."""
-        if self.transport is None or self.transport.is_closing():
+    def writelines(self, parts: Sequence[bytes]) -> None:
+        """Queue `parts` in order, without joining them (a frame and its per-client head).
+
+        With nothing in asyncio's buffer, the parts go to the kernel in one writev, as a
+        write() would send at once (Python 3.11's transports join them first: a copy of the
+        frame per client); asyncio gets what the kernel did not take, as with a write().
+        """
+        transport = self.transport
+        if transport is None or transport.is_closing():
             return
-        self.transport.writelines(parts)
-        if self.transport.get_write_buffer_size() > MAX_PENDING_OUTPUT:
+        if self._fd < 0 or transport.get_write_buffer_size():
+            transport.writelines(parts)
+        else:
+            try:
+                sent = os.writev(self._fd, parts)
+            except OSError:
+                # Full (EAGAIN) or broken: asyncio's own send of it meets the same, and
+                # buffers the bytes or ends the connection as on any write.
+                sent = 0
+            rest = unsent_parts(parts, sent)
+            if rest:
+                transport.write(rest)
+        if transport.get_write_buffer_size() > MAX_PENDING_OUTPUT:
             self.abort("output_overflow")
 
     def write_eof(self) -> None:

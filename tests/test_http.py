@@ -14,7 +14,7 @@ import pytest
 from conftest import RunningDaemon, check_jpeg, timeout, ws_connect
 from websockets.exceptions import InvalidStatus
 
-from pyimagestreamd import static
+from pyimagestreamd import httpd, static
 
 FAST = "cameras:\n  cam:\n    width: 320\n    height: 240\n    fps: 100\n    stop_delay: 0.3\n"
 
@@ -256,3 +256,11 @@ async def test_websocket_origin_must_match_scheme_host_and_port(
     async with ws_connect(rd, origin=f"http://127.0.0.1:{rd.port}") as ws:
         await ws.send("x")
         check_jpeg(await asyncio.wait_for(ws.recv(), timeout(10)))
+
+
+def test_the_rest_of_parts_after_a_partial_write_is_their_unsent_bytes() -> None:
+    """Whatever the kernel took of a frame's parts, what is left is the rest of their join."""
+    parts = [b"\x82\x7e", b"meta", b"", b"jpeg-bytes"]
+    whole = b"".join(parts)
+    for sent in range(len(whole) + 1):
+        assert httpd.unsent_parts(parts, sent) == whole[sent:]

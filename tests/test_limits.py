@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TOP, check_jpeg, recv_v2_frame, timeout, ws_connect
+from conftest import TOP, check_jpeg, recv_v2_frame, split_v2, timeout, ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 FAST = "cameras:\n  cam:\n    width: 320\n    height: 240\n    fps: 100\n    stop_delay: 0.3\n"
@@ -115,6 +115,49 @@ async def test_stalled_reader_is_dropped_after_send_timeout(start_daemon: Any) -
     assert state["aborted"]["stalled"] == 1
     assert state["clients"] == 0
     assert (await rd.camera_state("cam"))["viewers"] == 0
+
+
+async def test_frames_larger_than_the_kernel_takes_at_once_arrive_whole(start_daemon: Any) -> None:
+    """A slow small-window reader of protocol 2: each frame's rest, which asyncio sends later, follows its start."""
+    rd = await start_daemon(BIG)
+
+    def read_frames(count: int) -> list[tuple[dict[str, Any], bytes]]:
+        sock = raw_websocket(rd.port, rcvbuf=4096, protocol="pyimagestream.v2")
+        buf = b""
+
+        def take(n: int) -> bytes:
+            nonlocal buf
+            while len(buf) < n:
+                chunk = sock.recv(4096)
+                assert chunk, "closed"
+                buf += chunk
+                time.sleep(0.001)
+            data, buf = buf[:n], buf[n:]
+            return data
+
+        got = []
+        with sock:
+            sock.sendall(frame(0x1, b'{"type": "next"}'))
+            while len(got) < count:
+                first, second = take(2)
+                size = second & 0x7F
+                if size == 126:
+                    size = int.from_bytes(take(2), "big")
+                elif size == 127:
+                    size = int.from_bytes(take(8), "big")
+                payload = take(size)
+                if first == 0x82:
+                    got.append(split_v2(payload))
+                    sock.sendall(frame(0x1, b'{"type": "next"}'))
+                else:
+                    assert first == 0x81, first  # hello, state
+        return got
+
+    frames = await asyncio.to_thread(read_frames, 5)
+    for meta, jpeg in frames:
+        assert len(jpeg) > 32768  # well over the window and the unsent-bytes mark (16 KiB)
+        check_jpeg(jpeg, meta["width"], meta["height"])
+    assert [m["seq"] for m, _ in frames] == sorted({m["seq"] for m, _ in frames})
 
 
 async def test_more_than_8_unanswered_original_requests_is_a_protocol_error(
