@@ -76,7 +76,7 @@ class _Collector:
             for kind in KINDS:
                 sent.add_metric([name, kind], cam.frames[kind] if cam else 0)
                 sent_bytes.add_metric([name, kind], cam.bytes[kind] if cam else 0)
-            counts = cam.age_counts if cam else [0] * (len(AGE_BUCKETS) + 1)
+            counts = cam.age_counts() if cam else [0] * (len(AGE_BUCKETS) + 1)
             buckets = [(f"{b:g}", float(c)) for b, c in zip(AGE_BUCKETS, counts, strict=False)]
             buckets.append(("+Inf", float(counts[-1])))
             age.add_metric([name], buckets, cam.age_sum if cam else 0.0)

@@ -7,7 +7,9 @@ one place that counts a frame leaving the server (delivery.py calls it); read by
 
 from __future__ import annotations
 
+import bisect
 import collections
+import itertools
 import time
 from typing import Any
 
@@ -31,9 +33,14 @@ class CameraSent:
     def __init__(self) -> None:
         self.frames = dict.fromkeys(KINDS, 0)
         self.bytes = dict.fromkeys(KINDS, 0)
-        # Cumulative histogram counts (one per bucket, +Inf last) and the sum of ages.
-        self.age_counts = [0] * (len(AGE_BUCKETS) + 1)
+        # Ages per bucket (at most its bound, above the one before; above the last bound
+        # last) and their sum: one count per frame sent, made cumulative when read.
+        self.age_bucket_counts = [0] * (len(AGE_BUCKETS) + 1)
         self.age_sum = 0.0
+
+    def age_counts(self) -> list[int]:
+        """The histogram's cumulative counts: ages at most each bound, then all (+Inf)."""
+        return list(itertools.accumulate(self.age_bucket_counts))
 
 
 class ServerStats:
@@ -83,10 +90,8 @@ class ServerStats:
         cam.bytes[kind] += nbytes
         age = max(0.0, time.monotonic() - frame.captured_at)
         cam.age_sum += age
-        for i, bound in enumerate(AGE_BUCKETS):
-            if age <= bound:
-                cam.age_counts[i] += 1
-        cam.age_counts[-1] += 1
+        # The first bound at or above the age (len(AGE_BUCKETS): above them all).
+        cam.age_bucket_counts[bisect.bisect_left(AGE_BUCKETS, age)] += 1
 
     def summary(self) -> dict[str, Any]:
         """The counters as /api/state shows them."""
