@@ -173,14 +173,19 @@ class SendGate:
         # fit the path; the original protocol's one request bounds them itself.
         self.bound_in_flight = False
         self._rate = RateMax()
+        self._fileno = -1
 
     def _sock(self) -> socket.socket | None:
         transport = self.out.transport
         return transport.get_extra_info("socket") if transport is not None else None
 
     def _fd(self) -> int:
-        sock = self._sock()
-        return sock.fileno() if sock is not None else -1
+        # The socket is closed only after the connection's `closed` is done, which every
+        # use of the number checks first: it cannot be another socket's by then.
+        if self._fileno < 0:
+            sock = self._sock()
+            self._fileno = sock.fileno() if sock is not None else -1
+        return self._fileno
 
     async def wait_ready(self, timeout: float) -> None:  # noqa: ASYNC109 - the interface
         """Return when the connection can take the next frame; TimeoutError after `timeout`.
