@@ -29,6 +29,7 @@ def test_binary_frame_is_what_websockets_serializes(size: int) -> None:
         ('we"ird\\ näme', Frame(b"j", 4, 2, 99.5, 1764590000.0, seq=1, is_placeholder=True)),
         ("c", Frame(b"j", 640, 480, 100.25, 1764590000.123456, seq=123456789)),
         ("c", Frame(b"j", 640, 480, 101.0, 0.0, seq=2)),  # captured "after" now: age 0
+        ("100% %s %%", Frame(b"j", 8, 8, 100.0, 1.0, seq=3)),  # the template's own sign
     ],
 )
 def test_frame_meta_reads_back_as_json_dumps_of_the_fields(camera: str, frame: Frame) -> None:
