@@ -160,9 +160,10 @@ class CaptureSource(ABC):
         return None
 
     def loop_rearm(self) -> bool:
-        """True if the loop must register `loop_fd()` anew after each read: for a driver
-        whose poll hooks a watcher onto its wait queue only when nothing is ready, so that
-        epoll, which hooks on only once, at registration, would miss every later frame."""
+        """True if the loop must register `loop_fd()` anew after a read until it registered
+        it while nothing was ready: for a driver whose poll hooks a watcher onto its wait
+        queue only when nothing is ready, so that epoll, which hooks on only once, at
+        registration, would miss every later frame of an fd registered with one ready."""
         return False
 
     def read_ready(self) -> Frame | None:

@@ -79,7 +79,7 @@ class FrameSink(Protocol):
     def watch(self, fd: int, on_readable: Callable[[], bool], rearm: bool = False) -> None:
         """Have the event loop call `on_readable()` whenever `fd` is readable, until it
         returns False or `unwatch(fd)`; with `rearm`, unregister and register `fd` again
-        after each call (CaptureSource.loop_rearm)."""
+        after a call until a registration found nothing ready (CaptureSource.loop_rearm)."""
 
     def unwatch(self, fd: int) -> None:
         """Stop watching `fd`; returns once the loop no longer calls back (fd may close)."""

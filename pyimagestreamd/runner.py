@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import select
 import threading
 from collections.abc import Callable
 
@@ -28,6 +29,29 @@ log = logging.getLogger(__name__)
 # How long a capture thread waits for the loop to stop watching its device before it
 # closes the fd anyway (the loop is stuck, and the watchdog will act on that).
 UNWATCH_TIMEOUT = 5.0
+
+
+class _HookCheck:
+    """Whether the loop's registration of a `loop_rearm` fd is hooked onto the driver.
+
+    epoll_ctl ADD polls the driver with epoll's wait-queue hook; that driver hooks it on
+    only if no frame is ready then, and the hook then lasts until the fd is unregistered.
+    So the fd is registered anew (DEL, ADD) after a read until one ADD is known to have
+    found nothing ready: nothing is ready right after it (`check`). Only a read takes a
+    frame away, so "not ready" after the ADD means "not ready" at the ADD. Ready after it
+    (a frame was waiting, or came in between) says nothing: register anew after the next
+    read, which then comes at once (the frame is ready). Usually one or two
+    re-registrations per capture run instead of one per frame.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.hooked = False
+        self._poll = select.poll()
+        self._poll.register(fd, select.POLLIN)
+
+    def check(self) -> None:
+        """Call right after the ADD (event-loop thread, before anything reads the fd)."""
+        self.hooked = not self._poll.poll(0)
 
 
 class _Sink:
@@ -53,18 +77,21 @@ class _Sink:
 
     def watch(self, fd: int, on_readable: Callable[[], bool], rearm: bool = False) -> None:
         loop = self.loop
+        hook = _HookCheck(fd) if rearm else None
+
+        def register() -> None:
+            loop.add_reader(fd, readable)
+            if hook is not None:
+                hook.check()
 
         def readable() -> None:
             if not on_readable():
                 loop.remove_reader(fd)
-            elif rearm:
-                # epoll_ctl DEL then ADD: the ADD polls the driver with epoll's wait-queue
-                # hook. Either nothing is ready then (the driver hooks it on, the next frame
-                # wakes the loop) or a frame is (ready at once, read, and registered again).
+            elif hook is not None and not hook.hooked:
                 loop.remove_reader(fd)
-                loop.add_reader(fd, readable)
+                register()
 
-        self._post(loop.add_reader, fd, readable)
+        self._post(register)
 
     def unwatch(self, fd: int) -> None:
         removed = threading.Event()

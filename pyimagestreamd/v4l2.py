@@ -61,8 +61,8 @@ BUFFER_COUNT = 4
 # has 0.12.7) its poll hooks the caller onto the frame wait queue only when no frame is
 # ready; epoll hooks on once, when the fd is registered, so an fd registered while a frame
 # was ready was never woken again (upstream's commit b07e2d7, "Refactor poll and fix #601",
-# November 2024, calls poll_wait always). Such a device is registered anew after each read
-# (loop_rearm).
+# November 2024, calls poll_wait always). Such a device is registered anew after a read
+# until a registration found no frame ready (loop_rearm; runner.py).
 LOOPBACK_DRIVER = "v4l2 loopback"
 # How often the capture thread re-reads control values for /api/state (another program,
 # v4l2-ctl say, may change them while we stream).

@@ -277,16 +277,23 @@ async def test_a_control_change_wakes_the_waiting_thread_which_applies_it() -> N
 
 class RearmCamera(PipeCamera):
     """A camera whose driver's poll hooks epoll on only while no frame is ready
-    (v4l2loopback up to 0.13.2): its fd must be registered anew after each read."""
+    (v4l2loopback up to 0.13.2): its fd is registered anew until a registration found
+    nothing ready. `ready_at_open` are the frames waiting when it is first registered."""
+
+    def __init__(self, ready_at_open: bytes) -> None:
+        super().__init__()
+        self.ready_at_open = ready_at_open
 
     def loop_rearm(self) -> bool:
         return True
 
+    def open(self) -> None:
+        super().open()
+        self.feed(self.ready_at_open)
 
-async def test_a_rearm_camera_is_registered_anew_after_each_frame() -> None:
-    """loop_rearm: after each read the loop unregisters and registers the fd again (a pipe
-    wakes epoll either way: this checks the registrations, the VM's v4l2loopback the rest)."""
-    loop = asyncio.get_running_loop()
+
+def count_registrations(loop: asyncio.AbstractEventLoop) -> list[int]:
+    """The fds the loop's add_reader is called with, from now on."""
     added: list[int] = []
     original = loop.add_reader
 
@@ -295,9 +302,11 @@ async def test_a_rearm_camera_is_registered_anew_after_each_frame() -> None:
         original(fd, callback, *args)
 
     loop.add_reader = counting  # type: ignore[method-assign]
-    cam = RearmCamera()
-    runner = await started(cam)
-    for byte in b"abcde":
+    return added
+
+
+async def read_one_by_one(runner: CameraRunner, cam: PipeCamera, frames: bytes) -> None:
+    for byte in frames:
         cam.feed(bytes([byte]))
         await until(
             lambda b=byte: (
@@ -305,8 +314,34 @@ async def test_a_rearm_camera_is_registered_anew_after_each_frame() -> None:
             ),
             "the frame",
         )
+
+
+async def test_a_rearm_camera_is_registered_anew_until_a_registration_finds_no_frame() -> None:
+    """loop_rearm, two frames waiting at the first registration: registered anew after
+    the first read (the second frame still waiting) and after the second (nothing left:
+    hooked on), then never again (a pipe wakes epoll either way: this checks the
+    registrations, the VM's v4l2loopback the rest)."""
+    added = count_registrations(asyncio.get_running_loop())
+    cam = RearmCamera(ready_at_open=b"ab")
+    runner = await started(cam)
+    await until(lambda: runner.hub.frames_published == 2, "the two waiting frames")
+    await read_one_by_one(runner, cam, b"cdefg")
+    assert runner.hub.frames_published == 7
+    assert added.count(cam.r) == 3  # the first registration, then one after each of a, b
+    assert cam.watched(cam.r)
+    await stopped(runner)
+    assert not cam.closed_while_watched
+
+
+async def test_a_rearm_camera_registered_with_nothing_ready_is_not_registered_again() -> None:
+    """loop_rearm, nothing ready at the first registration: it is hooked on at once, so
+    the frames are read without a registration each."""
+    added = count_registrations(asyncio.get_running_loop())
+    cam = RearmCamera(ready_at_open=b"")
+    runner = await started(cam)
+    await read_one_by_one(runner, cam, b"abcde")
     assert runner.hub.frames_published == 5
-    assert added.count(cam.r) == 1 + 5  # the first registration, then one after each frame
+    assert added.count(cam.r) == 1
     assert cam.watched(cam.r)
     await stopped(runner)
     assert not cam.closed_while_watched
