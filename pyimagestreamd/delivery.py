@@ -1,10 +1,12 @@
 """Delivery: the one way a frame leaves the server, for every kind of client.
 
 The last step of the data flow. A handler (ws_original.py, ws_v2.py, mjpegpush.py) that
-has a frame for its client calls `send_frame`: it waits at the connection's pacing gate
+has a frame for its client calls `send_newest`: it waits at the connection's pacing gate
 (pacing.py) until the connection can take the frame without queueing it behind older
 ones, drops a client that cannot take anything for `send_timeout`, writes, and counts the
-frame and its bytes once (stats.py). Event-loop thread only.
+frame and its bytes once (stats.py). `send_if_ready` is the same without the wait, for a
+frame pushed from the hub's publish (mjpegpush.py): written now if the gate is open, else
+left to `send_newest`. Event-loop thread only.
 """
 
 from __future__ import annotations
@@ -29,6 +31,18 @@ async def wait_ready(conn: Connection) -> bool:
 
 def count_sent(conn: Connection, hub: Hub, frame: Frame, nbytes: int, kind: str) -> None:
     conn.server.stats.frame_sent(hub, frame, nbytes, kind)
+
+
+def send_if_ready(
+    conn: Connection, hub: Hub, frame: Frame, write: Callable[[Frame], int], kind: str
+) -> bool:
+    """Write `frame` and count it if the connection can take it now; False (nothing written)
+    if it cannot, or is gone."""
+    assert conn.gate is not None
+    if conn.closed.done() or not conn.gate.ready_now():
+        return False
+    count_sent(conn, hub, frame, write(frame), kind)
+    return True
 
 
 async def send_newest(

@@ -2,11 +2,13 @@
 
 The middle of the data flow. The capture thread's frames arrive (through the runner, on the
 event loop) in `publish()`, which replaces the slot and wakes every waiter; each client
-handler then takes the newest frame it has not seen (`wait_frame_after`). There is no per-client
-queue, so a slow client only ever skips frames: it never builds a backlog and never slows
-anyone else. The hub also decides when the camera is wanted: from the first viewer until
-`stop_delay` seconds after the last one left (a viewer returning in between cancels the
-stop); `on_demand` tells the runner when that changes.
+handler then takes the newest frame it has not seen (`wait_frame_after`), or, for a push
+stream whose connection can take it, is handed it within `publish()` (`add_pusher`: the
+write then happens in the same turn of the event loop as the capture, with no task to
+wake). There is no per-client queue, so a slow client only ever skips frames: it never
+builds a backlog and never slows anyone else. The hub also decides when the camera is
+wanted: from the first viewer until `stop_delay` seconds after the last one left (a viewer
+returning in between cancels the stop); `on_demand` tells the runner when that changes.
 
 No I/O, no threads: event-loop thread only. Unit-tested without sockets.
 """
@@ -52,6 +54,8 @@ class Hub:
         # Per kind of stream, the last frame as that stream's clients get it (one entry
         # per kind: the serialized frame shared by all of them, dropped at the next one).
         self._serialized: dict[str, tuple[Frame, bytes]] = {}
+        # Called with each published frame, in the order added (add_pusher).
+        self._pushers: dict[Callable[[Frame], None], None] = {}
 
     # -- producer side (runner) ----------------------------------------------------------
 
@@ -64,6 +68,10 @@ class Hub:
         if not frame.is_placeholder:
             self._recent.append(frame.captured_at)
             del self._recent[:-31]
+        if self._pushers:
+            # A copy: a pusher that cannot take the frame removes itself.
+            for push in tuple(self._pushers):
+                push(frame)
         self._wake()
         return frame
 
@@ -160,6 +168,16 @@ class Hub:
             if not await self.wait_change(until):
                 return None
         return self.latest
+
+    def add_pusher(self, push: Callable[[Frame], None]) -> None:
+        """Have `publish()` call `push(frame)` with every frame from now on, until
+        `remove_pusher(push)` (which `push` may call itself). `push` runs inside the
+        producer's call and must not raise: it hands any trouble to its own task."""
+        self._pushers[push] = None
+
+    def remove_pusher(self, push: Callable[[Frame], None]) -> None:
+        """Stop calling `push`; nothing happens if it is not added."""
+        self._pushers.pop(push, None)
 
     def add_viewer(self) -> None:
         """A client starts watching: cancel a pending stop, start the camera if needed."""

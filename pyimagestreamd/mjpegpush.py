@@ -6,8 +6,11 @@ client receives one part per frame: a boundary, `Content-Type`, `Content-Length`
 `X-Timestamp` (capture wall time, Unix seconds with ms) and `X-Frame-Seq` (the camera's
 sequence number), then the JPEG. Frames are pushed, not pulled, so freshness comes from
 the pacing gate (delivery.py / pacing.py): the newest frame is written only when the
-connection can take it, so a slow link gets fewer frames, never old ones. `?fps=N` caps the
-rate further. The client is a viewer like any other: it wakes the camera and keeps it awake,
+connection can take it, so a slow link gets fewer frames, never old ones. While the gate
+is open, each frame is written from the hub's publish (`Hub.add_pusher`), in the turn of
+the event loop that captured it, without waking the client's task; the task takes over
+whenever the gate is closed, and waits there. `?fps=N` caps the rate further (always
+through the task). The client is a viewer like any other: it wakes the camera and keeps it awake,
 and while the camera is down it gets the hub's offline card.
 
 The response is close-delimited (no chunked encoding), as µStreamer and mjpg-streamer send
@@ -18,8 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
-from pyimagestreamd.delivery import send_newest
+from pyimagestreamd.delivery import send_if_ready, send_newest
 from pyimagestreamd.frame import Frame
 from pyimagestreamd.httpd import Connection
 from pyimagestreamd.hub import Hub
@@ -44,9 +48,10 @@ def response_head(server_header: str, date: str, security: Headers) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def part(frame: Frame) -> bytes:
-    """One part of the stream: boundary, part headers, the JPEG."""
-    head = (
+def part_head(frame: Frame) -> bytes:
+    """The head of one part of the stream (boundary, part headers); the JPEG and a CRLF
+    follow it."""
+    return (
         f"--{BOUNDARY}\r\n"
         "Content-Type: image/jpeg\r\n"
         f"Content-Length: {len(frame.jpeg)}\r\n"
@@ -54,36 +59,88 @@ def part(frame: Frame) -> bytes:
         f"X-Frame-Seq: {frame.seq}\r\n"
         "\r\n"
     ).encode()
-    return head + frame.jpeg + b"\r\n"
 
 
 async def serve_mjpeg(conn: Connection, hub: Hub, fps: float | None) -> None:
     """Push the camera's newest frames to one client until it leaves (head already sent)."""
 
     def write(frame: Frame) -> int:
-        # The same bytes for every client of the camera: made once per frame.
-        data = hub.serialized(frame, "mjpeg", part)
-        conn.write(data)
-        return len(data)
+        # The same head for every client of the camera, made once per frame; head, JPEG
+        # and CRLF go out in one writev, never joined (a copy of the frame).
+        head = hub.serialized(frame, "mjpeg", part_head)
+        conn.writelines((head, frame.jpeg, b"\r\n"))
+        return len(head) + len(frame.jpeg) + 2
 
-    interval = 1.0 / fps if fps else 0.0
     hub.add_viewer()
     try:
-        last = 0
-        next_at = 0.0
+        if fps:
+            await _serve_capped(conn, hub, write, 1.0 / fps)
+        else:
+            await _serve_pushed(conn, hub, write)
+    finally:
+        hub.remove_viewer()
+
+
+async def _serve_pushed(conn: Connection, hub: Hub, write: Callable[[Frame], int]) -> None:
+    """The task sends a frame (the first one, or the newest once the gate opened again),
+    then hands the connection to the hub's publish until a frame finds the gate closed."""
+    loop = asyncio.get_running_loop()
+    last = 0
+    handed_back: asyncio.Future[None] = loop.create_future()
+
+    def push(frame: Frame) -> None:
+        nonlocal last
+        try:
+            if send_if_ready(conn, hub, frame, write, "mjpeg"):
+                last = frame.seq
+                return
+        except Exception as exc:  # a bug: this client's task raises it, the camera goes on
+            hub.remove_pusher(push)
+            if not handed_back.done():
+                handed_back.set_exception(exc)
+            return
+        hub.remove_pusher(push)  # the gate is closed, or the client gone: the task's turn
+        if not handed_back.done():
+            handed_back.set_result(None)
+
+    def on_closed(_: asyncio.Future[None]) -> None:
+        if not handed_back.done():
+            handed_back.set_result(None)
+
+    conn.closed.add_done_callback(on_closed)
+    try:
         while not conn.closed.done():
             frame = await hub.wait_frame_after(last, until=conn.closed)
             if frame is None:
                 return
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                # The ?fps cap: sleep, but not past the client leaving.
-                await asyncio.wait({conn.closed}, timeout=delay)
             sent = await send_newest(conn, hub, frame, write, "mjpeg")
             if sent is None:
                 return
             last = sent.seq
-            if interval:
-                next_at = time.monotonic() + interval
+            handed_back = loop.create_future()
+            hub.add_pusher(push)
+            await handed_back
     finally:
-        hub.remove_viewer()
+        hub.remove_pusher(push)
+        conn.closed.remove_done_callback(on_closed)
+
+
+async def _serve_capped(
+    conn: Connection, hub: Hub, write: Callable[[Frame], int], interval: float
+) -> None:
+    """At most one frame per `interval` seconds: each one through the task."""
+    last = 0
+    next_at = 0.0
+    while not conn.closed.done():
+        frame = await hub.wait_frame_after(last, until=conn.closed)
+        if frame is None:
+            return
+        delay = next_at - time.monotonic()
+        if delay > 0:
+            # The ?fps cap: sleep, but not past the client leaving.
+            await asyncio.wait({conn.closed}, timeout=delay)
+        sent = await send_newest(conn, hub, frame, write, "mjpeg")
+        if sent is None:
+            return
+        last = sent.seq
+        next_at = time.monotonic() + interval

@@ -187,28 +187,31 @@ class SendGate:
             self._fileno = sock.fileno() if sock is not None else -1
         return self._fileno
 
+    def ready_now(self) -> bool:
+        """True if the connection can take the next frame now, the common case (or is gone:
+        the write is then a no-op); answered without a timer or a wait."""
+        out = self.out
+        if out.pending_output != 0:
+            return False
+        fd = self._fd()
+        if fd < 0 or out.closed.done():
+            return True
+        if not self.bound_in_flight:
+            return unsent_bytes(fd) <= NOTSENT_LOWAT
+        queued = queued_bytes(fd)
+        # Unsent bytes are queued bytes too: at most MIN_IN_FLIGHT passes (2) and (3)
+        # whatever the path. The rate sample not taken then is a drained link's.
+        return queued <= MIN_IN_FLIGHT or (
+            unsent_bytes(fd) <= NOTSENT_LOWAT and self._in_flight_excess(fd, queued)[0] <= 0
+        )
+
     async def wait_ready(self, timeout: float) -> None:  # noqa: ASYNC109 - the interface
         """Return when the connection can take the next frame; TimeoutError after `timeout`.
 
         Returns at once if the connection is gone (the write is then a no-op).
         """
-        out = self.out
-        if out.pending_output == 0:
-            # Ready now, the common case: answered without a timer or a wait.
-            fd = self._fd()
-            if fd < 0 or out.closed.done():
-                return
-            if not self.bound_in_flight:
-                if unsent_bytes(fd) <= NOTSENT_LOWAT:
-                    return
-            else:
-                queued = queued_bytes(fd)
-                # Unsent bytes are queued bytes too: at most MIN_IN_FLIGHT passes (2) and
-                # (3) whatever the path. The rate sample not taken then is a drained link's.
-                if queued <= MIN_IN_FLIGHT or (
-                    unsent_bytes(fd) <= NOTSENT_LOWAT and self._in_flight_excess(fd, queued)[0] <= 0
-                ):
-                    return
+        if self.ready_now():
+            return
         async with asyncio.timeout(timeout):
             await self.out.drained()
             fd = self._fd()

@@ -168,3 +168,28 @@ async def test_waits_ended_by_until_or_cancelled_leave_no_waiter_behind() -> Non
     await asyncio.sleep(0)
     hub.publish(frame())
     assert await asyncio.wait_for(staying, timeout(1)) is True
+
+
+def test_pushers_get_each_frame_within_publish_in_the_order_added() -> None:
+    """A pusher is called inside publish() with the numbered frame, before publish returns;
+    one that removes itself during its call is not called again and the others still are."""
+    hub = Hub("c", 1.0)
+    got: list[tuple[str, int]] = []
+
+    def first(f: Frame) -> None:
+        got.append(("first", f.seq))
+        hub.remove_pusher(first)
+
+    def second(f: Frame) -> None:
+        got.append(("second", f.seq))
+
+    hub.add_pusher(first)
+    hub.add_pusher(second)
+    hub.publish(frame(b"1"))
+    assert got == [("first", 1), ("second", 1)]
+    hub.publish(frame(b"2"))
+    assert got == [("first", 1), ("second", 1), ("second", 2)]
+    hub.remove_pusher(second)
+    hub.remove_pusher(second)  # not added any more: nothing happens
+    hub.publish(frame(b"3"))
+    assert len(got) == 3

@@ -17,7 +17,7 @@ from typing import Any
 from conftest import RunningDaemon, check_jpeg, timeout, ws_connect
 from prometheus_client.parser import text_string_to_metric_families
 
-from pyimagestreamd.camera import CameraError
+from pyimagestreamd.camera import CameraError, CameraState
 from pyimagestreamd.frame import Frame
 from pyimagestreamd.testpattern import TestPatternSource
 
@@ -386,3 +386,81 @@ async def test_mjpeg_client_over_max_clients_gets_503(start_daemon: Any) -> None
         assert (status, body) == (503, b"server full: 1 clients\n")
         assert headers["Retry-After"] == "5"
     assert (await rd.state())["refused"]["full"] == 1
+
+
+async def test_a_client_that_can_take_a_frame_is_written_to_within_publish(
+    start_daemon: Any,
+) -> None:
+    """While its connection can take frames, an MJPEG client's frame is written and counted
+    inside the hub's publish (the turn of the event loop that captured it), not by its
+    task in a later turn; it still receives every part."""
+    rd: RunningDaemon = await start_daemon(
+        "cameras:\n  cam: {width: 160, height: 120, fps: 5, stop_delay: 0}\n"
+    )
+    hub = rd.daemon.runners["cam"].hub
+    client = await asyncio.to_thread(StreamReader, rd.port, "/stream.mjpg")
+
+    async def publish_until_pushed_thrice() -> None:
+        pushed = 0
+        while pushed < 3:
+            while not hub._pushers:  # the task hands the client over after a frame
+                await asyncio.sleep(0.01)
+            sent = hub.frames_sent
+            assert hub.latest is not None
+            hub.publish(Frame(hub.latest.jpeg, 160, 120, time.monotonic(), time.time()))
+            pushed += hub.frames_sent == sent + 1
+
+    try:
+        async with asyncio.timeout(timeout(10)):
+            parts, _ = await asyncio.gather(
+                asyncio.to_thread(lambda: [client.part() for _ in range(4)]),
+                publish_until_pushed_thrice(),
+            )
+    finally:
+        client.close()
+    assert [headers["Content-Type"] for headers, _ in parts] == ["image/jpeg"] * 4
+
+
+async def test_a_failing_push_closes_that_client_only(start_daemon: Any, monkeypatch: Any) -> None:
+    """An error while a frame is pushed to one MJPEG client ends that client's stream; the
+    camera stays live and another client goes on streaming."""
+    from pyimagestreamd import mjpegpush
+
+    rd: RunningDaemon = await start_daemon(
+        "cameras:\n  cam: {width: 160, height: 120, fps: 20, stop_delay: 0}\n"
+    )
+    hub = rd.daemon.runners["cam"].hub
+    doomed = await asyncio.to_thread(StreamReader, rd.port, "/stream.mjpg")
+    await asyncio.to_thread(doomed.part)
+    async with asyncio.timeout(timeout(10)):
+        while not hub._pushers:
+            await asyncio.sleep(0.01)
+    real = mjpegpush.send_if_ready
+    failed: list[int] = []
+
+    def failing(*args: Any) -> bool:
+        if not failed:
+            failed.append(1)
+            raise RuntimeError("planted")
+        return real(*args)
+
+    monkeypatch.setattr(mjpegpush, "send_if_ready", failing)
+
+    def read_to_the_end() -> int:
+        n = 0
+        try:
+            while n < 50:  # a stream that goes on: the test fails, without waiting long
+                doomed.part()
+                n += 1
+        except (EOFError, ConnectionError):
+            pass
+        return n
+
+    assert await asyncio.to_thread(read_to_the_end) < 3
+    doomed.close()
+    other = await asyncio.to_thread(StreamReader, rd.port, "/stream.mjpg")
+    try:
+        await asyncio.to_thread(lambda: [other.part() for _ in range(5)])
+    finally:
+        other.close()
+    assert hub.state is CameraState.LIVE
