@@ -16,6 +16,7 @@ The connection's bounded input and output are httpd.py's. Event-loop thread only
 from __future__ import annotations
 
 import asyncio
+import logging
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,8 @@ import h11
 
 if TYPE_CHECKING:
     from pyimagestreamd.httpd import Connection
+
+log = logging.getLogger(__name__)
 
 # Largest request head (request line + headers): browsers send 1-3 kB.
 MAX_HEAD = 16 * 1024
@@ -46,8 +49,12 @@ async def serve_http(conn: Connection) -> None:
             _send_error(conn, h, status, str(exc) or "bad request")
             return
         except TimeoutError:
-            if h.their_state is h11.SEND_BODY or conn.has_unread_input or number == 0:
+            # A head begun: read() hands each arrival to h11 at once, so its bytes wait in
+            # h11's buffer (or came in after the last read).
+            begun = bool(h.trailing_data[0]) or conn.has_unread_input
+            if h.their_state is h11.SEND_BODY or begun or number == 0:
                 stats.refused("timeout")
+                log.debug("client %s: refused (timeout): request head incomplete", conn.peer)
             return
         if head is None:
             return
