@@ -56,6 +56,8 @@ class Hub:
         self._serialized: dict[str, tuple[Frame, bytes]] = {}
         # Called with each published frame, in the order added (add_pusher).
         self._pushers: dict[Callable[[Frame], None], None] = {}
+        # Called at each state change, in the order added (add_state_watcher).
+        self._state_watchers: dict[Callable[[], None], None] = {}
 
     # -- producer side (runner) ----------------------------------------------------------
 
@@ -83,6 +85,9 @@ class Hub:
         self.state_version += 1
         if state is not CameraState.LIVE:
             self._recent.clear()
+        if self._state_watchers:
+            for watch in tuple(self._state_watchers):
+                watch()
         self._wake()
 
     def _wake(self) -> None:
@@ -178,6 +183,16 @@ class Hub:
     def remove_pusher(self, push: Callable[[Frame], None]) -> None:
         """Stop calling `push`; nothing happens if it is not added."""
         self._pushers.pop(push, None)
+
+    def add_state_watcher(self, watch: Callable[[], None]) -> None:
+        """Have `set_state()` call `watch()` at every state change from now on, until
+        `remove_state_watcher(watch)` (which `watch` may call itself): for a client served
+        by its pusher, whose task waits for no change. Must not raise."""
+        self._state_watchers[watch] = None
+
+    def remove_state_watcher(self, watch: Callable[[], None]) -> None:
+        """Stop calling `watch`; nothing happens if it is not added."""
+        self._state_watchers.pop(watch, None)
 
     def add_viewer(self) -> None:
         """A client starts watching: cancel a pending stop, start the camera if needed."""

@@ -18,6 +18,7 @@ the camera's frames untouched. Event-loop thread only.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -28,7 +29,7 @@ from collections import deque
 from typing import Any, NamedTuple
 
 from pyimagestreamd.camera import CameraState
-from pyimagestreamd.delivery import send_newest
+from pyimagestreamd.delivery import send_if_ready, send_newest
 from pyimagestreamd.frame import Frame
 from pyimagestreamd.hub import Hub
 from pyimagestreamd.scaler import Scaler
@@ -204,17 +205,84 @@ class ProtocolV2:
                     ws.defer_input()
                 else:
                     ws.take_input()
-                # A hub change or a client message (or the end of the connection) wakes us.
-                await hub.wait_change(until=ws.incoming())
-                self._reading = True
-                try:
-                    ws.read_deferred()
-                finally:
-                    self._reading = False
+                if ws.input_deferred:
+                    # The hub's publish reads it and sends, while it can (_push).
+                    await self._pushed()
+                else:
+                    # A hub change or a client message (or the end of the connection) wakes us.
+                    await hub.wait_change(until=ws.incoming())
+                self._read_deferred()
         finally:
             ws.take_message = None
             ws.take_input()
             self._watch(False)
+
+    async def _pushed(self) -> None:
+        """Let the hub's publish serve the connection (`_push`) until it hands it back.
+
+        It does, for anything but "read the credits, send the frame": a message other than
+        a credit, the last credit spent, a closed gate, input read as it comes again, a state
+        change, the connection closing. The task then goes on as if woken by that frame.
+        """
+        hub, ws = self.hub, self.ws
+        handed_back = asyncio.get_running_loop().create_future()
+        incoming = ws.incoming()
+
+        def back(_: object = None) -> None:
+            hub.remove_pusher(push)
+            hub.remove_state_watcher(back)
+            if not handed_back.done():
+                handed_back.set_result(None)
+
+        def push(frame: Frame) -> None:
+            try:
+                if self._push(frame):
+                    return
+            except Exception as exc:  # a bug: this client's task raises it, the camera goes on
+                hub.remove_pusher(push)
+                hub.remove_state_watcher(back)
+                if not handed_back.done():
+                    handed_back.set_exception(exc)
+                return
+            back()
+
+        if incoming.done():
+            return
+        incoming.add_done_callback(back)
+        hub.add_state_watcher(back)
+        hub.add_pusher(push)
+        try:
+            await handed_back
+        finally:
+            hub.remove_pusher(push)
+            hub.remove_state_watcher(back)
+            incoming.remove_done_callback(back)
+
+    def _push(self, frame: Frame) -> bool:
+        """In the hub's publish: what the task would do on waking for `frame`, if that is only
+        reading credits and sending it; False (the task's turn) for anything else."""
+        ws = self.ws
+        self._read_deferred()
+        if (
+            ws.messages
+            or not ws.input_deferred
+            or not ws.is_open
+            or self.hub.state_version != self.reported_version
+            or not self.credit_times
+            or frame.seq <= self.last_seq
+        ):
+            return False
+        if not send_if_ready(ws.conn, self.hub, frame, self._send_frame, "websocket"):
+            return False
+        return bool(self.credit_times)
+
+    def _read_deferred(self) -> None:
+        # The handler reads what the client sent and acts on it next: credits count at once.
+        self._reading = True
+        try:
+            self.ws.read_deferred()
+        finally:
+            self._reading = False
 
     @property
     def credits(self) -> int:

@@ -197,7 +197,16 @@ class WebSocket:
 
     @property
     def is_open(self) -> bool:
-        return self.protocol.state is OPEN and not self.conn.closed.done()
+        # A connection being closed (aborted: its socket closes in the next turn) is not:
+        # what it still holds unhandled is for no one.
+        return (
+            self.protocol.state is OPEN and not self.conn.is_closing and not self.conn.closed.done()
+        )
+
+    @property
+    def input_deferred(self) -> bool:
+        """True while what the client sends is left in the kernel (`defer_input`)."""
+        return self._input_deferred
 
     def defer_input(self) -> None:
         """Leave what the client sends in the kernel, to be read by `read_deferred`.

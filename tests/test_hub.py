@@ -193,3 +193,23 @@ def test_pushers_get_each_frame_within_publish_in_the_order_added() -> None:
     hub.remove_pusher(second)  # not added any more: nothing happens
     hub.publish(frame(b"3"))
     assert len(got) == 3
+
+
+def test_state_watchers_are_called_at_each_state_change_only() -> None:
+    """A watcher is called inside set_state() at every change (a new reason is one), not for
+    a repeat of the same state and reason, and not after removing itself."""
+    hub = Hub("c", 1.0)
+    calls: list[str] = []
+
+    def watch() -> None:
+        calls.append(hub.reason)
+        if hub.reason == "last":
+            hub.remove_state_watcher(watch)
+
+    hub.add_state_watcher(watch)
+    hub.set_state(CameraState.LIVE)
+    hub.set_state(CameraState.LIVE)  # no change
+    hub.set_state(CameraState.LIVE, "last")
+    hub.set_state(CameraState.OFFLINE, "after")
+    assert calls == ["", "last"]
+    hub.remove_state_watcher(watch)  # not added any more: nothing happens

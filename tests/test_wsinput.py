@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
 import ssl
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,9 @@ from conftest import check_jpeg, deadline, recv_v2_frame, timeout, ws_connect
 from test_limits import frame, raw_websocket
 from test_tls import make_ca, make_leaf
 from websockets.asyncio.client import connect
+
+from pyimagestreamd.camera import CameraState
+from pyimagestreamd.frame import Frame
 
 FAST = "cameras:\n  cam: {width: 160, height: 120, fps: 30}\n"
 NEXT = b'{"type":"next"}'
@@ -302,3 +307,37 @@ async def test_over_tls_input_is_read_as_it_comes_while_credits_are_held(
         deadline(30),
     ):
         assert await frames_after_pause(ws) <= 2
+
+
+async def test_protocol_2_frames_go_out_within_publish_and_a_state_change_still_reaches_the_client(
+    start_daemon: Any,
+) -> None:
+    """Credits held, camera live: each frame is written and counted inside the hub's publish;
+    a state change with no frame behind it still wakes the handler and is reported."""
+    rd = await start_daemon("cameras:\n  cam: {width: 160, height: 120, fps: 5, stop_delay: 0}\n")
+    hub = rd.daemon.runners["cam"].hub
+    publish = hub.publish
+    async with ws_connect(rd, "/websocket/cam", v2=True) as ws, deadline(30):
+        for _ in range(8):
+            await ws.send('{"type": "next"}')
+        await recv_v2_frame(ws)
+        hub.publish = lambda new: new  # type: ignore[method-assign]  # the camera's: dropped
+        pushed = 0
+        while pushed < 3:
+            while not hub._pushers:  # the handler hands the client over after a frame
+                await asyncio.sleep(0.01)
+            sent = hub.frames_sent
+            assert hub.latest is not None
+            publish(Frame(hub.latest.jpeg, 160, 120, time.monotonic(), time.time()))
+            pushed += hub.frames_sent == sent + 1
+            await ws.send('{"type": "next"}')
+        got = [await recv_v2_frame(ws) for _ in range(pushed)]
+        assert all(meta["width"] == 160 for meta, _ in got)
+        while not hub._pushers:
+            await asyncio.sleep(0.01)
+        hub.set_state(CameraState.LIVE, "a reason of the test's")
+        while True:
+            message = await ws.recv()
+            if isinstance(message, str) and json.loads(message)["type"] == "state":
+                assert json.loads(message)["reason"] == "a reason of the test's"
+                break
