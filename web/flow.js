@@ -40,12 +40,7 @@
  * — a whole frame waiting — and the next step up after a shrink waits,
  * longer after each step that had to be undone. On a slow link that keeps the link busy with
  * at most about one frame waiting: 2 Mbit/s, 100 ms and 75 KB frames (300 ms each) settle at
- * two credits, 10 Mbit/s (60 ms each) at four. In between the marks it holds, unless the
- * link has room: linkUse (bytes received over the last 2 s against the third largest of the
- * last 48 rate samples) under 85% while a frame waits means the window's frames wait for
- * each other, not for the link (bunched: TCP's window kept small by a stream that never
- * filled it); then it grows by one and tolerates one transfer more of queue until the link
- * is found full or nothing waits.
+ * two credits, 10 Mbit/s (60 ms each) at four.
  *
  * Times are milliseconds on one client clock (performance.timeOrigin + performance.now());
  * server times are milliseconds on the server's clock.
@@ -73,12 +68,6 @@ const BUCKET_MS = 1_000;
 const PROBE_MIN_MS = 2_000;
 const PROBE_MAX_MS = 30_000;
 const RATE_SAMPLES = 16;
-// The link's use is measured over this span; under ROOMY_USE of its rate it has room.
-const USE_SPAN_MS = 2_000;
-const ROOMY_USE = 0.85;
-// linkUse's rate: the third largest of this many samples (a few seconds' worth), so that
-// frames that came back to back a while ago still say what the link carries.
-const USE_RATE_SAMPLES = 48;
 
 /** Minimum of a value over the last spanMs, kept as 1 s buckets: cheap per sample. */
 class WindowedMin {
@@ -140,25 +129,6 @@ export class FlowControl {
     this.rateSamples = []; // bytes / ms of the last frames
     this.sizes = []; // bytes of the last frames
     this.linkRate = NaN; // bytes / ms
-    this.received = []; // [receive time, bytes] over the last USE_SPAN_MS, for linkUse
-    this.useSamples = []; // the link's rate samples over longer, for linkUse
-    this.roomyStep = false; // the window grew into a link with room (see hold())
-  }
-
-  /**
-   * The share of the link's rate the frames of the last two seconds used (NaN while
-   * unknown). The rate comes from frames that arrived back to back, so frames that travel
-   * bunched, with the link idle between the bunches, use well under it.
-   */
-  get linkUse() {
-    const r = this.received;
-    if (this.useSamples.length < RATE_SAMPLES || r.length < 4) return NaN;
-    const span = r[r.length - 1][0] - r[0][0];
-    if (span < USE_SPAN_MS / 2) return NaN;
-    let bytes = 0;
-    for (let i = 1; i < r.length; i += 1) bytes += r[i][1];
-    const rate = [...this.useSamples].sort((a, b) => b - a)[2];
-    return bytes / span / rate;
   }
 
   /** A typical frame's time on the link, ms (0 while unknown). */
@@ -204,8 +174,6 @@ export class FlowControl {
 
     this.recvMinusSend.add(now - sent, now, bytes);
     this.updateLinkRate(bytes, now);
-    this.received.push([now, bytes]);
-    while (now - this.received[0][0] > USE_SPAN_MS) this.received.shift();
     const held = (meta.held ?? NaN) * 1000; // NaN: a server that does not say
     if (creditAt !== undefined && held >= 0) {
       // The server says how long it held the credit (for a frame, at its send gate): what
@@ -255,7 +223,8 @@ export class FlowControl {
     // window one too large (one frame always waiting, its delay a little under transfer +
     // 2g) stayed, as in Chromium's throttle test (window 3 at 2 Mbit/s: median age 600 ms
     // against 380 at window 2). On fast links (g = 10 ms) the margin stays 20 ms.
-    const { growBelow, shrinkAbove } = this.marks(now);
+    const growBelow = Math.max(10, this.transfer / 6);
+    const shrinkAbove = Math.max(40, this.transfer + Math.max(20, growBelow));
     if (this.queueDelay > shrinkAbove) {
       if (now - this.lastIncreaseAt < 2 * (this.rtt || 0) + 1000) {
         // The last step up filled the link: try again later, and later after each failure.
@@ -265,58 +234,13 @@ export class FlowControl {
       this.lastCutAt = now;
       this.probeAfter = now + this.probeDelay;
     } else if (this.queueDelay < growBelow) {
-      this.roomyStep = false;
       if (now >= this.probeAfter && this.cwnd < this.needed) {
         this.setWindow(this.cwnd + 1, now);
         this.lastIncreaseAt = now;
       }
       if (now - this.lastCutAt > PROBE_MAX_MS) this.probeDelay = PROBE_MIN_MS;
-    } else {
-      this.hold(now);
     }
     this.cwnd = Math.min(this.cwnd, Math.max(this.needed, 1), this.maxWindow);
-  }
-
-  /** The queue delays below which the window grows and above which it shrinks. */
-  marks(now = -Infinity) {
-    const growBelow = Math.max(10, this.transfer / 6);
-    let shrinkAbove = Math.max(40, this.transfer + Math.max(20, growBelow));
-    // On a link with room a waiting frame waits for TCP's window, not behind a full link:
-    // one transfer more is tolerated while the window grows (see hold()).
-    if (this.roomyStep || this.isRoomy(now)) shrinkAbove += this.transfer;
-    return { growBelow, shrinkAbove };
-  }
-
-  /** Whether the link has room by the use of frames all requested with this window. */
-  isRoomy(now) {
-    return this.isSettled(now) && this.linkUse < ROOMY_USE;
-  }
-
-  /** The link's rate is settled and the last USE_SPAN_MS all came with this window. */
-  isSettled(now) {
-    return this.rateSamples.length >= RATE_SAMPLES && now - this.changedAt > USE_SPAN_MS + (this.rtt || 0);
-  }
-
-  /**
-   * Between the two marks a frame waits, less than a whole transfer. On a full link that
-   * is right: one credit more would add a frame of queue and no frames. But the frames of a
-   * small window can also wait for each other on a link they leave idle much of the time
-   * (bunched: a TCP window kept small by a stream that never filled it makes each frame
-   * wait for the acknowledgements of the one before; bench-link's 10 Mbit/s at window 2
-   * behind no in-flight bound: queue 30-50 ms, 57% of the link). When the frames of the
-   * last seconds, all requested with this window, used under ROOMY_USE of the link's rate,
-   * one credit more, and one transfer more of queue tolerated (marks()) while TCP's window
-   * grows into it, until the link is found full or nothing waits any more. On a full link
-   * (use ~100%) this never applies.
-   */
-  hold(now) {
-    if (this.isSettled(now) && !(this.linkUse < ROOMY_USE)) this.roomyStep = false;
-    if (this.cwnd >= this.needed || this.cwnd >= this.maxWindow) return;
-    if (this.isRoomy(now) && now >= this.probeAfter) {
-      this.setWindow(this.cwnd + 1, now);
-      this.lastIncreaseAt = now;
-      this.roomyStep = true;
-    }
   }
 
   /** One step at a time: the next waits for frames requested with the new window. */
@@ -335,8 +259,6 @@ export class FlowControl {
     if (!(gap > 0)) return;
     this.rateSamples.push(bytes / gap);
     if (this.rateSamples.length > RATE_SAMPLES) this.rateSamples.shift();
-    this.useSamples.push(bytes / gap);
-    if (this.useSamples.length > USE_RATE_SAMPLES) this.useSamples.shift();
     // The third largest: a gap is never shorter than the frame's transfer on the link, but a
     // client that was busy and read two frames at once makes one too short now and then.
     const sorted = [...this.rateSamples].sort((a, b) => b - a);

@@ -3,7 +3,7 @@
 //   node flowdriver.mjs PATH/TO/flow.js
 //
 // Reads one JSON object per line on stdin and answers each with one line
-// {"window": N, "outstanding": M, "state": {cwnd, needed, queueDelay, transfer, rtt, linkUse, ...}}
+// {"window": N, "outstanding": M, "state": {cwnd, needed, queueDelay, transfer, rtt, ...}}
 // (state: the policy's inputs, for the bench's trace). The calls are the ones web/stream.js makes:
 //   {"op": "hello", "window": W, "live": bool, "handshakeMs": ms}   new FlowControl(...)
 //   {"op": "credits", "now": ms, "n": K}                             K x creditSent(now)
@@ -39,7 +39,6 @@ for await (const line of createInterface({ input: process.stdin })) {
     transfer: flow.transfer,
     rtt: flow.rtt,
     probeAfter: flow.probeAfter,
-    linkUse: flow.linkUse,
   };
   process.stdout.write(
     JSON.stringify({ window: flow.window, outstanding: flow.outstanding, state }) + "\n",
