@@ -6,7 +6,8 @@ connection's handler (the router, routes.py; or the plain-HTTP redirect, redirec
 until a handler keeps the connection for itself (a WebSocket or an MJPEG stream), says
 close, or the client goes. The bounds of a request head live here:
 - it must arrive within `request_timeout` (slowloris), the next one on a keep-alive
-  connection within `idle_timeout`;
+  connection within `idle_timeout`, or `request_timeout` once it has begun (also when a
+  pipelined burst left its start behind);
 - at most MAX_HEAD bytes and MAX_HEADERS header lines, MAX_REQUESTS per connection;
 - a broken or oversized head is answered with its status and a one-line reason, then the
   connection is closed; each refusal is counted by reason (stats.py).
@@ -81,10 +82,10 @@ async def _read_head(
     """The next request head and its size in bytes, or None at a clean end of input."""
     srv = conn.server.config.server
     loop = asyncio.get_running_loop()
-    idle = srv.request_timeout if first else srv.idle_timeout
     fed = len(h.trailing_data[0])  # what the last request left: the start of this one
-    async with asyncio.timeout(idle) as deadline:
-        started = first
+    # A pipelined burst may have left part of this head in h11's buffer: it has begun.
+    started = first or fed > 0
+    async with asyncio.timeout(srv.request_timeout if started else srv.idle_timeout) as deadline:
         while True:
             event = h.next_event()
             if event is h11.NEED_DATA:

@@ -88,6 +88,25 @@ async def test_half_sent_next_head_is_closed_and_refused_after_request_timeout(
     assert b'pyimagestream_refused_connections_total{reason="timeout"} 1.0' in metrics
 
 
+async def test_rest_of_a_pipelined_burst_gets_request_timeout_and_is_refused(
+    start_daemon: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One request and half the next in one send: the half is closed after request_timeout."""
+    rd = await start_daemon(KEEP)
+
+    def burst() -> float:
+        with socket.create_connection(("127.0.0.1", rd.port), timeout=timeout(10)) as sock:
+            sock.sendall(STATE + b"GET /api/state HTTP/1.1\r\nHost: 12")
+            assert answered(sock).startswith(b"HTTP/1.1 200")
+            return seconds_until_closed(sock)
+
+    with caplog.at_level(logging.DEBUG):
+        elapsed = await asyncio.to_thread(burst)
+    assert 0.3 < elapsed < 1.3, elapsed  # request_timeout from the answer on, not idle_timeout
+    assert (await rd.state())["refused"]["timeout"] == 1
+    assert len(timeout_lines(caplog)) == 1, caplog.text
+
+
 async def test_unread_input_is_what_arrived_since_the_last_read() -> None:
     """has_unread_input is true from an arrival until read() takes it (the timeout's race)."""
     conn = httpd.Connection(None, "peer", None)  # type: ignore[arg-type]
