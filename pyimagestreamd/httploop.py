@@ -10,7 +10,8 @@ close, or the client goes. The bounds of a request head live here:
   pipelined burst left its start behind);
 - at most MAX_HEAD bytes and MAX_HEADERS header lines, MAX_REQUESTS per connection;
 - a broken or oversized head is answered with its status and a one-line reason, then the
-  connection is closed; each refusal is counted by reason (stats.py).
+  connection is closed; each refusal is counted by reason (stats.py) and logged in one
+  DEBUG line without the request's bytes.
 The connection's bounded input and output are httpd.py's. Event-loop thread only.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
@@ -33,6 +35,8 @@ MAX_HEAD = 16 * 1024
 MAX_HEADERS = 64
 # Requests one keep-alive connection may carry before we close it (a page load is ~15).
 MAX_REQUESTS = 1000
+# Where h11's reason starts quoting the request's bytes (a header value may be a secret).
+_QUOTED = re.compile(r":? (?:bytearray\()?b['\"]")
 
 
 async def serve_http(conn: Connection) -> None:
@@ -46,8 +50,7 @@ async def serve_http(conn: Connection) -> None:
         except h11.RemoteProtocolError as exc:
             status = exc.error_status_hint
             reason = "oversize" if status == 431 else "protocol_error"
-            stats.refused(reason)
-            _send_error(conn, h, status, str(exc) or "bad request")
+            _refuse(conn, h, reason, status, str(exc) or "bad request")
             return
         except TimeoutError:
             # A head begun: read() hands each arrival to h11 at once, so its bytes wait in
@@ -63,12 +66,10 @@ async def serve_http(conn: Connection) -> None:
         conn.set_pending(False)
         if head_size > MAX_HEAD:
             # h11 bounds a head that arrives in pieces; this one came in one piece.
-            stats.refused("oversize")
-            _send_error(conn, h, 431, f"request head over {MAX_HEAD} bytes")
+            _refuse(conn, h, "oversize", 431, f"request head over {MAX_HEAD} bytes")
             return
         if len(request.headers) > MAX_HEADERS:
-            stats.refused("oversize")
-            _send_error(conn, h, 431, f"more than {MAX_HEADERS} header lines")
+            _refuse(conn, h, "oversize", 431, f"more than {MAX_HEADERS} header lines")
             return
         keep = await conn.handler.handle(conn, h, request)
         if not keep or h.our_state is not h11.DONE or h.their_state is not h11.DONE:
@@ -102,6 +103,13 @@ async def _read_head(
             if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
                 return None
             raise h11.RemoteProtocolError(f"unexpected {type(event).__name__}", 400)
+
+
+def _refuse(conn: Connection, h: h11.Connection, reason: str, status: int, text: str) -> None:
+    """Count a refused head, log it (DEBUG, per connection) and answer it; the caller closes."""
+    conn.server.stats.refused(reason)
+    log.debug("client %s: refused (%s): %s", conn.peer, reason, _QUOTED.split(text, 1)[0][:100])
+    _send_error(conn, h, status, text)
 
 
 def _send_error(conn: Connection, h: h11.Connection, status: int, text: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import http.client
+import logging
 import re
 import socket
 import time
@@ -173,6 +174,29 @@ async def test_oversize_head_and_too_many_headers_get_431(start_daemon: Any) -> 
     many = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-a: b\r\n" * 100 + b"\r\n"
     assert (await asyncio.to_thread(exchange, rd.port, many)).startswith(b"HTTP/1.1 431")
     assert (await rd.state())["refused"]["oversize"] == 2
+
+
+@pytest.mark.parametrize(
+    ("head", "reason"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", "oversize"),
+        (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-a: b\r\n" * 100 + b"\r\n", "oversize"),
+        (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Token s3cr3t\r\n\r\n", "protocol_error"),
+    ],
+)
+async def test_each_refused_head_logs_one_debug_line_without_its_bytes(
+    start_daemon: Any, caplog: pytest.LogCaptureFixture, head: bytes, reason: str
+) -> None:
+    """An oversize or malformed head logs one DEBUG 'refused (reason)' line, not its content."""
+    rd = await start_daemon(FAST)
+    with caplog.at_level(logging.DEBUG):
+        await asyncio.to_thread(exchange, rd.port, head)
+        await rd.state()  # the connection's task has ended by the time this is answered
+    refused = [r for r in caplog.records if "refused (" in r.getMessage()]
+    assert [r.levelno for r in refused] == [logging.DEBUG], caplog.text
+    line = refused[0].getMessage()
+    assert re.fullmatch(rf"client \S+: refused \({reason}\): .{{1,100}}", line), line
+    assert "s3cr3t" not in caplog.text and "aaaa" not in caplog.text
 
 
 @pytest.mark.parametrize("path", ["/websocket", "/api/state", "/"])
