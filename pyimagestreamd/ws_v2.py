@@ -10,10 +10,16 @@ for each credit one binary message: a 4-byte big-endian length N, N bytes of JSO
 the credit the frame answers waited here (for a newer frame, at the pacing gate): a client
 that times its round trip from credit to frame takes it out, since it is no network time.
 
-`parse_client_message` is the I/O-free parser of the client's messages (fuzzed by the
+`parse_client_message` (v2wire.py) is the I/O-free parser of the client's messages (fuzzed by the
 hostile-input suite). Smaller frames come from the camera's Scaler (scaler.py), shared by
 every client of that camera that asked the same size; a client that never sent "size" gets
-the camera's frames untouched. Event-loop thread only.
+the camera's frames untouched.
+
+A client's task serves it, except while it holds credits for a live camera with its input
+left in the kernel (wsconn.py, `defer_input`): then the hub's publish serves it (`_push`,
+Hub.add_pusher), reading its credits and writing its frame in the turn that captured it,
+without waking the task; anything but "credits, then the frame" hands it back to the task,
+which goes on as if that frame had woken it. Event-loop thread only.
 """
 
 from __future__ import annotations
@@ -26,13 +32,24 @@ import struct
 import time
 import weakref
 from collections import deque
-from typing import Any, NamedTuple
+from typing import Any
 
 from pyimagestreamd.camera import CameraState
 from pyimagestreamd.delivery import send_if_ready, send_newest
 from pyimagestreamd.frame import Frame
 from pyimagestreamd.hub import Hub
 from pyimagestreamd.scaler import Scaler
+from pyimagestreamd.v2wire import (
+    MAX_ASKED_WIDTH,
+    MESSAGE_TYPES,
+    NEXT_TEXTS,
+    ClientMessage,
+    ClientProtocolError,
+    fill_meta,
+    frame_meta,
+    meta_template,
+    parse_client_message,
+)
 from pyimagestreamd.wsconn import WebSocket
 
 log = logging.getLogger(__name__)
@@ -41,9 +58,6 @@ log = logging.getLogger(__name__)
 # enough that a stalled client holds little.
 MAX_WINDOW = 8
 CLOSE_POLICY = 1008
-MESSAGE_TYPES = ("next", "pause", "resume", "size")
-# Widest "max_width" a client may ask for; wider frames than this are not made smaller.
-MAX_ASKED_WIDTH = 16384
 # What the hello tells a client this server understands beyond next/pause/resume.
 FEATURES = ("size",)
 
@@ -57,82 +71,6 @@ def scaler_for(hub: Hub) -> Scaler:
     if scaler is None:
         scaler = _scalers[hub] = Scaler()
     return scaler
-
-
-class ClientMessage(NamedTuple):
-    kind: str  # "next", "pause", "resume" or "size"
-    max_width: int = 0  # "size" only; 0 is the camera's own size
-
-
-class ClientProtocolError(Exception):
-    """A client broke protocol 2; the message is sent to it before closing."""
-
-
-def parse_client_message(message: str | bytes) -> ClientMessage:
-    """One client message, or ClientProtocolError."""
-    known = _COMMON_MESSAGES.get(message) if isinstance(message, str) else None
-    if known is not None:
-        return known
-    if not isinstance(message, str):
-        raise ClientProtocolError("binary messages are not part of protocol 2")
-    try:
-        data = json.loads(message)
-    except (ValueError, RecursionError):
-        # RecursionError: "[[[[..." deeper than the JSON parser recurses.
-        raise ClientProtocolError("messages must be JSON objects") from None
-    kind = data.get("type") if isinstance(data, dict) else None
-    if not isinstance(kind, str) or kind not in MESSAGE_TYPES:
-        raise ClientProtocolError(f"unknown message type {str(kind)[:40]!r}")
-    if kind != "size":
-        return ClientMessage(kind)
-    width = data.get("max_width")
-    # bool is an int to Python, not to the protocol.
-    if not isinstance(width, int) or isinstance(width, bool) or not 0 <= width <= MAX_ASKED_WIDTH:
-        raise ClientProtocolError(f"size: max_width must be an integer 0..{MAX_ASKED_WIDTH}")
-    return ClientMessage(kind, width)
-
-
-# One "next" per frame sent: these spellings (our page's, the benches') are answered
-# without the JSON parser, with what it would return for them.
-_COMMON_MESSAGES = {
-    text: ClientMessage(kind)
-    for kind in ("next", "pause", "resume")
-    for text in (f'{{"type":"{kind}"}}', f'{{"type": "{kind}"}}')
-}
-
-
-def meta_template(camera_json: str, frame: Frame) -> bytes:
-    """The JSON metadata of `frame` with a `%.4f` where its age and its `held` go.
-
-    The rest is the same for every client of the camera: made once per frame and shared
-    (Hub.serialized), each client's message is then one `%` of two numbers. Filled in from
-    a template, not json.dumps() of a dict, which was the largest piece of Python work per
-    frame sent; it reads back as the same object, keys in the same order.
-    """
-    return (
-        f'{{"camera": {camera_json.replace("%", "%%")}, "seq": {frame.seq}, '
-        f'"time": {frame.wall_time:.3f}, "age": %.4f, "width": {frame.width}, '
-        f'"height": {frame.height}, "offline": {"true" if frame.is_placeholder else "false"}, '
-        '"held": %.4f}'
-    ).encode()
-
-
-def fill_meta(template: bytes, frame: Frame, now: float, held: float) -> bytes:
-    """A `meta_template` of `frame` filled in at `now`, its credit `held` seconds."""
-    return template % (max(0.0, now - frame.captured_at), max(0.0, held))
-
-
-def frame_meta(camera_json: str, frame: Frame, now: float, held: float = 0.0) -> bytes:
-    """The JSON metadata of one frame message; `camera_json` is json.dumps(camera name).
-
-    `held`: seconds between the answered credit's arrival and `now`.
-    """
-    return fill_meta(meta_template(camera_json, frame), frame, now, held)
-
-
-_NEXT_TEXTS = frozenset(
-    text for text, message in _COMMON_MESSAGES.items() if message.kind == "next"
-)
 
 
 class ProtocolV2:
@@ -297,7 +235,7 @@ class ProtocolV2:
         at its credits next); any other message is queued for the handler, which answers it
         (or the protocol error) as before.
         """
-        if type(message) is not str or message not in _NEXT_TEXTS:
+        if type(message) is not str or message not in NEXT_TEXTS:
             return False
         if not self.watching or len(self.credit_times) >= MAX_WINDOW:
             return False
@@ -345,3 +283,17 @@ class ProtocolV2:
         meta = fill_meta(template, frame, now, now - credit_at)
         self.last_seq = frame.seq
         return self.ws.send_binary((struct.pack(">I", len(meta)) + meta, frame.jpeg))
+
+
+# What the wire format module holds, importable from here as before the split.
+__all__ = [
+    "MAX_ASKED_WIDTH",
+    "MAX_WINDOW",
+    "MESSAGE_TYPES",
+    "ClientMessage",
+    "ClientProtocolError",
+    "ProtocolV2",
+    "frame_meta",
+    "parse_client_message",
+    "scaler_for",
+]
