@@ -13,6 +13,7 @@ import json
 import os
 import struct
 import subprocess
+import time
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
@@ -24,6 +25,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from pyimagestreamd.config import Config, parse_config
 from pyimagestreamd.daemon import Daemon
+from pyimagestreamd.frame import Frame
+from pyimagestreamd.hub import Hub
 from pyimagestreamd.sources import SourceFactory, create_source
 
 SCALE = float(os.environ.get("PYIMAGESTREAM_TIMEOUT_SCALE", "1"))
@@ -156,6 +159,17 @@ async def pull_in_turn(clients: Sequence[ClientConnection], rounds: int) -> list
             assert isinstance(message, bytes), message
             got.append(message)
     return got
+
+
+async def push_a_frame(hub: Hub, publish: Callable[[Frame], object]) -> bool:
+    """Once a client is handed to the hub's publish (after a frame its task sent), publish a
+    new frame with `publish`; True if that frame was sent and counted inside the call."""
+    while not hub._pushers:
+        await asyncio.sleep(0.01)
+    sent = hub.frames_sent
+    assert hub.latest is not None
+    publish(Frame(hub.latest.jpeg, 160, 120, time.monotonic(), time.time()))
+    return bool(hub.frames_sent == sent + 1)
 
 
 async def recv_v2_frame(ws: ClientConnection) -> tuple[dict[str, Any], bytes]:

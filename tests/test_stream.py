@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest import RunningDaemon, check_jpeg, timeout, ws_connect
+from conftest import RunningDaemon, check_jpeg, push_a_frame, timeout, ws_connect
 from prometheus_client.parser import text_string_to_metric_families
 
 from pyimagestreamd.camera import CameraError, CameraState
@@ -403,12 +403,7 @@ async def test_a_client_that_can_take_a_frame_is_written_to_within_publish(
     async def publish_until_pushed_thrice() -> None:
         pushed = 0
         while pushed < 3:
-            while not hub._pushers:  # the task hands the client over after a frame
-                await asyncio.sleep(0.01)
-            sent = hub.frames_sent
-            assert hub.latest is not None
-            hub.publish(Frame(hub.latest.jpeg, 160, 120, time.monotonic(), time.time()))
-            pushed += hub.frames_sent == sent + 1
+            pushed += await push_a_frame(hub, hub.publish)
 
     try:
         async with asyncio.timeout(timeout(10)):

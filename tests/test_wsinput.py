@@ -15,18 +15,16 @@ import os
 import socket
 import ssl
 import struct
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import check_jpeg, deadline, recv_v2_frame, timeout, ws_connect
+from conftest import check_jpeg, deadline, push_a_frame, recv_v2_frame, timeout, ws_connect
 from test_limits import frame, raw_websocket
 from test_tls import make_ca, make_leaf
 from websockets.asyncio.client import connect
 
 from pyimagestreamd.camera import CameraState
-from pyimagestreamd.frame import Frame
 
 FAST = "cameras:\n  cam: {width: 160, height: 120, fps: 30}\n"
 NEXT = b'{"type":"next"}'
@@ -324,12 +322,7 @@ async def test_protocol_2_frames_go_out_within_publish_and_a_state_change_still_
         hub.publish = lambda new: new  # type: ignore[method-assign]  # the camera's: dropped
         pushed = 0
         while pushed < 3:
-            while not hub._pushers:  # the handler hands the client over after a frame
-                await asyncio.sleep(0.01)
-            sent = hub.frames_sent
-            assert hub.latest is not None
-            publish(Frame(hub.latest.jpeg, 160, 120, time.monotonic(), time.time()))
-            pushed += hub.frames_sent == sent + 1
+            pushed += await push_a_frame(hub, publish)
             await ws.send('{"type": "next"}')
         got = [await recv_v2_frame(ws) for _ in range(pushed)]
         assert all(meta["width"] == 160 for meta, _ in got)
