@@ -64,16 +64,16 @@ class _Sink:
         self._loop_thread = threading.get_ident()
 
     def on_frame(self, frame: Frame) -> None:
-        if threading.get_ident() == self._loop_thread:  # read by the loop: no hand-over
-            self.runner.deliver_frame(self.generation, frame)
-        else:
-            self._post(self.runner.deliver_frame, self.generation, frame)
+        self._deliver(self.runner.deliver_frame, self.generation, frame)
 
     def on_state(self, state: CameraState, reason: str) -> None:
-        if threading.get_ident() == self._loop_thread:
-            self.runner.deliver_state(self.generation, state, reason)
+        self._deliver(self.runner.deliver_state, self.generation, state, reason)
+
+    def _deliver(self, callback: Callable[..., object], *args: object) -> None:
+        if threading.get_ident() == self._loop_thread:  # read by the loop: no hand-over
+            callback(*args)
         else:
-            self._post(self.runner.deliver_state, self.generation, state, reason)
+            self._post(callback, *args)
 
     def watch(self, fd: int, on_readable: Callable[[], bool], rearm: bool = False) -> None:
         loop = self.loop
