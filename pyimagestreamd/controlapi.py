@@ -80,6 +80,7 @@ class ControlAPI:
         camera, action = parsed
         allowed = "GET, HEAD, POST" if action == "" else "POST"
         if method not in allowed.split(", "):
+            self.server.refused(conn.peer, "method", f"{method[:16]} on a settings route")
             return _error(405, "method not allowed", ("Allow", allowed)), True
         body = b""
         if method == "POST":
@@ -88,6 +89,7 @@ class ControlAPI:
                 return got, True
             body = got
         elif not await conn.finish_request(h):
+            self.server.refused(conn.peer, "oversize", "a request body where none is taken")
             return _error(413, "request bodies are not accepted here"), True
         runner = self.server.runners.get(camera)
         if runner is None:

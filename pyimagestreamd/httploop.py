@@ -11,14 +11,13 @@ close, or the client goes. The bounds of a request head live here:
 - at most MAX_HEAD bytes and MAX_HEADERS header lines, MAX_REQUESTS per connection;
 - a broken or oversized head is answered with its status and a one-line reason, then the
   connection is closed; each refusal is counted by reason (stats.py) and logged in one
-  DEBUG line without the request's bytes.
+  DEBUG line without the request's bytes (server.py's `refused`).
 The connection's bounded input and output are httpd.py's. Event-loop thread only.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 from http import HTTPStatus
 from typing import TYPE_CHECKING
@@ -27,8 +26,6 @@ import h11
 
 if TYPE_CHECKING:
     from pyimagestreamd.httpd import Connection
-
-log = logging.getLogger(__name__)
 
 # Largest request head (request line + headers): browsers send 1-3 kB.
 MAX_HEAD = 16 * 1024
@@ -41,7 +38,6 @@ _QUOTED = re.compile(r":? (?:bytearray\()?b['\"]")
 
 async def serve_http(conn: Connection) -> None:
     """Answer the connection's requests until it closes or a handler takes it over."""
-    stats = conn.server.stats
     h = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
     for number in range(MAX_REQUESTS):
         conn.set_pending(True)
@@ -57,8 +53,7 @@ async def serve_http(conn: Connection) -> None:
             # h11's buffer (or came in after the last read).
             begun = bool(h.trailing_data[0]) or conn.has_unread_input
             if h.their_state is h11.SEND_BODY or begun or number == 0:
-                stats.refused("timeout")
-                log.debug("client %s: refused (timeout): request head incomplete", conn.peer)
+                conn.server.refused(conn.peer, "timeout", "request head incomplete")
             return
         if head is None:
             return
@@ -107,8 +102,7 @@ async def _read_head(
 
 def _refuse(conn: Connection, h: h11.Connection, reason: str, status: int, text: str) -> None:
     """Count a refused head, log it (DEBUG, per connection) and answer it; the caller closes."""
-    conn.server.stats.refused(reason)
-    log.debug("client %s: refused (%s): %s", conn.peer, reason, _QUOTED.split(text, 1)[0][:100])
+    conn.server.refused(conn.peer, reason, _QUOTED.split(text, 1)[0][:100])
     _send_error(conn, h, status, text)
 
 

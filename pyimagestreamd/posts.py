@@ -5,8 +5,8 @@ or the settings API (controlapi.py) and their handlers: a POST that names an `Or
 must name our own (or one of `server.allowed_origins`), as a WebSocket handshake must
 (access.py), so that a cross-site page cannot change anything even where a browser would
 send it the cookies; and its body is read only up to MAX_BODY bytes and within the
-request timeout. A refusal is a JSON `Reply` the caller sends before closing the
-connection. Event-loop thread only.
+request timeout. A refusal is counted and logged (server.py's `refused`) and is a JSON
+`Reply` the caller sends before closing the connection. Event-loop thread only.
 """
 
 from __future__ import annotations
@@ -67,20 +67,23 @@ async def read_post(
     if not access.origin_allowed(
         headers.get("origin"), headers.get("host"), secure, srv.allowed_origins
     ):
-        server.stats.refused("origin")
         origin = headers.get("origin", "")[:80]
+        server.refused(conn.peer, "origin", f"{what} from origin {origin!r}")
         server.warnings.warning("post-origin", "refused %s from origin %s", what, origin)
         return json_reply(403, {"error": "origin not allowed"})
     # A declared length over the bound is refused unread; a chunked body is bounded while
     # it is read.
     length = headers.get("content-length", "0")
     if not length.isdigit() or int(length) > MAX_BODY:
+        server.refused(conn.peer, "oversize", f"{what}: Content-Length {length[:20]!r}")
         return json_reply(413, {"error": f"request body over {MAX_BODY} bytes"})
     try:
         async with asyncio.timeout(srv.request_timeout):
             body = await read_body(conn, h, MAX_BODY)
     except TimeoutError:
+        server.refused(conn.peer, "timeout", f"{what}: body not received in time")
         return json_reply(408, {"error": "request body not received in time"})
     if body is None:
+        server.refused(conn.peer, "oversize", f"{what}: body over {MAX_BODY} bytes")
         return json_reply(413, {"error": f"request body over {MAX_BODY} bytes"})
     return body

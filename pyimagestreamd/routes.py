@@ -8,7 +8,8 @@ account routes (authapi.py), the settings API (controlapi.py), the browser clien
 (static.py), /api/state and /metrics (state.py, metrics.py), snapshots (snapshot.py),
 MJPEG streams (mjpegpush.py) and WebSockets (websocket.py). Only GET and HEAD (405
 otherwise), no request bodies (413), except the POSTs that change something (posts.py):
-log in, log out, revoke a share link, and the settings API's.
+log in, log out, revoke a share link, and the settings API's. Every refusal is counted and
+logged through the server's `refused` (one DEBUG line, never the request's bytes).
 Event-loop thread only.
 """
 
@@ -84,7 +85,7 @@ class Router:
         kind, camera = classify(route.kind, route.path, route.camera or default)
         decision = await self.gate.check(conn.peer, headers, kind, camera)
         if isinstance(decision, Refusal):
-            self.server.stats.refused("auth")
+            self.server.refused(conn.peer, "auth", f"{decision.status} {decision.text}")
             ctype = "text/html; charset=utf-8" if decision.html else "text/plain; charset=utf-8"
             body = (decision.html or decision.text + "\n").encode()
             extra = tuple(decision.headers.items())
@@ -118,28 +119,27 @@ class Router:
     ) -> dict[str, str] | None:
         """The request's headers (lower-case names), or None once a refusal is sent: two
         Host or Origin headers (400), a Host that is not ours (421)."""
-        stats = self.server.stats
-        stats.http_requests += 1
+        self.server.stats.http_requests += 1
         headers: dict[str, str] = {}
         for raw_name, raw_value in request.headers:
             name = raw_name.decode("latin-1")
             if name in headers and name in ("host", "origin"):
-                stats.refused("protocol_error")
-                self.reply(conn, h, text_reply(400, f"more than one {name} header"), close=True)
+                text = f"more than one {name} header"
+                self.server.refused(conn.peer, "protocol_error", text)
+                self.reply(conn, h, text_reply(400, text), close=True)
                 return None
             headers[name] = raw_value.decode("latin-1")
         srv = self.server.config.server
         if not access.host_allowed(headers.get("host"), srv.allowed_hosts, self.local_names):
-            stats.refused("host")
             host = headers.get("host", "")[:80]
             text = f"host {host!r} is not one of this server's names (server.allowed_hosts)"
+            self.server.refused(conn.peer, "host", text)
             self.reply(conn, h, text_reply(421, text), close=True)
             return None
         return headers
 
     async def handle(self, conn: Connection, h: h11.Connection, request: h11.Request) -> bool:
         """Answer one request; True if the connection may carry another one."""
-        stats = self.server.stats
         headers = self.front_door(conn, h, request)
         if headers is None:
             return False
@@ -159,12 +159,12 @@ class Router:
                 conn, h, method, route, headers, target=target, principal=principal
             )
         if method not in ("GET", "HEAD") or (route.kind == "websocket" and method != "GET"):
-            stats.refused("method")
+            self.server.refused(conn.peer, "method", f"{method[:16]} on a {route.kind} route")
             allow = "GET" if route.kind == "websocket" else "GET, HEAD"
             reply = text_reply(405, "method not allowed", ("Allow", allow))
             return self.reply(conn, h, reply, close=True)
         if not await conn.finish_request(h):
-            stats.refused("oversize")
+            self.server.refused(conn.peer, "oversize", "a request body where none is taken")
             return self.reply(
                 conn, h, text_reply(413, "request bodies are not accepted"), close=True
             )
@@ -214,7 +214,7 @@ class Router:
         """The account routes (authapi.py): the ones that change something are POSTs."""
         allow = "POST" if route.path in CHANGE_PATHS else "GET, HEAD"
         if method not in allow.split(", "):
-            self.server.stats.refused("method")
+            self.server.refused(conn.peer, "method", f"{method[:16]} on an account route")
             reply = text_reply(405, "method not allowed", ("Allow", allow))
             return self.reply(conn, h, reply, close=True)
         if method == "POST":
@@ -223,7 +223,7 @@ class Router:
             if isinstance(body, Reply):
                 return self.reply(conn, h, body, close=True)
         elif not await conn.finish_request(h):
-            self.server.stats.refused("oversize")
+            self.server.refused(conn.peer, "oversize", "a request body where none is taken")
             reply = text_reply(413, "request bodies are not accepted")
             return self.reply(conn, h, reply, close=True)
         query = urlsplit(target).query
@@ -245,12 +245,15 @@ class Router:
             except ValueError:
                 fps = -1.0
             if not 0.01 <= fps <= 1000:
-                return self.reply(
-                    conn, h, text_reply(400, "fps: expected a number 0.01..1000"), head
-                )
+                text = "fps: expected a number 0.01..1000"
+                self.server.refused(conn.peer, "protocol_error", text)
+                return self.reply(conn, h, text_reply(400, text), head)
         limit = self.server.config.server.max_clients
         if not head and len(self.server.clients) >= limit:
-            self.server.stats.refused("full")
+            self.server.refused(conn.peer, "full", f"an MJPEG stream: {limit} clients already")
+            self.server.warnings.warning(
+                "full", "refused a client: %d clients already (server.max_clients)", limit
+            )
             reply = text_reply(503, f"server full: {limit} clients", ("Retry-After", "5"))
             return self.reply(conn, h, reply, head, close=True)
         date = email.utils.formatdate(usegmt=True)

@@ -184,6 +184,17 @@ class StreamServer:
         if self.tls is not None and srv.tls_certificate is not None and srv.tls_key is not None:
             self.tls.reload(srv.tls_certificate, srv.tls_key)
 
+    def refused(self, peer: str, reason: str, why: str) -> None:
+        """Count a connection refused for `reason` (stats.py) and log it in one DEBUG line.
+
+        Every refusal comes through here, so that a churn of refused clients writes no more
+        than one line each, and only at DEBUG: `why` says what was wrong in words of ours,
+        never the request's bytes (a header may carry a password, a cookie or a token).
+        What an operator must hear of is also warned about, rate-limited, by the caller.
+        """
+        self.stats.refused(reason)
+        log.debug("client %s: refused (%s): %s", peer, reason, why[:200])
+
     def close_later(self, closing: Coroutine[Any, Any, None]) -> None:
         """Run a WebSocket close in the background, tracked until it ends."""
         task = asyncio.ensure_future(closing)
@@ -245,7 +256,7 @@ class StreamServer:
             self._per_address[host] >= srv.max_clients_per_address
             or self._pending[host] >= srv.max_pending_per_address
         ):
-            self.stats.refused("per_address")
+            self.refused(host, "per_address", f"it holds {self._per_address[host]} connections")
             self.warnings.warning(
                 "per_address",
                 "refused a connection from %s: it holds %d connections"

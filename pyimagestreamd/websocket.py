@@ -46,10 +46,9 @@ async def serve_websocket(  # noqa: PLR0917 - the request, parsed three ways
     if not access.origin_allowed(
         headers.get("origin"), headers.get("host"), conn.secure, srv.allowed_origins
     ):
-        server.stats.refused("origin")
-        server.warnings.warning(
-            "origin", "refused a WebSocket from origin %s", headers.get("origin", "")[:80]
-        )
+        origin = headers.get("origin", "")[:80]
+        server.refused(conn.peer, "origin", f"a WebSocket from origin {origin!r}")
+        server.warnings.warning("origin", "refused a WebSocket from origin %s", origin)
         server.router.reply(conn, h, text_reply(403, "origin not allowed"), close=True)
         return
     ws = WebSocket(conn, server.errors)
@@ -59,17 +58,18 @@ async def serve_websocket(  # noqa: PLR0917 - the request, parsed three ways
     version = "HTTP/1.1" if request.http_version == b"1.1" else "HTTP/1.0"
     response = ws.handshake(request.target.decode("ascii", "replace"), raw, rest, version)
     if response.status_code != 101:
-        server.stats.refused("protocol_error")
+        why = f"WebSocket handshake {response.status_code}: {_handshake_error(response.body)}"
+        server.refused(conn.peer, "protocol_error", why)
         return
     conn.kind = "websocket"
     runner = server.runners.get(route.camera or server.config.cameras[0].name)
     if runner is None:
-        server.stats.refused("protocol_error")
+        server.refused(conn.peer, "protocol_error", f"unknown camera {route.camera[:64]!r}")
         await ws.close(CLOSE_UNKNOWN_CAMERA, f"unknown camera {route.camera[:64]!r}")
         return
     limit = srv.max_clients
     if len(server.clients) >= limit:
-        server.stats.refused("full")
+        server.refused(conn.peer, "full", f"a WebSocket: {limit} clients already")
         server.warnings.warning(
             "full", "refused a client: %d clients already (server.max_clients)", limit
         )
@@ -99,3 +99,14 @@ async def serve_websocket(  # noqa: PLR0917 - the request, parsed three ways
         ws.finish()
         log.debug("client %s disconnected from %s", conn.peer, runner.name)
     await ws.close(CLOSE_NORMAL, "")
+
+
+def _handshake_error(body: bytes | bytearray) -> str:
+    """What websockets found wrong with a handshake, without the value it quotes.
+
+    Its refusal reads "Failed to open a WebSocket connection: invalid Upgrade header: VALUE."
+    (the value is the client's): the words up to the value are ours to log.
+    """
+    text = bytes(body).decode("utf-8", "replace").strip().rstrip(".")
+    _, _, found = text.partition(": ")
+    return (found or text).split(": ", 1)[0][:80]
