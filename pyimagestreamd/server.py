@@ -1,15 +1,16 @@
 """Server: the one port every client talks to — listening sockets, accepting, shutdown.
 
-The front door of the data flow. It binds the listening socket(s) (`listen: "::"` is
-dual-stack: one IPv6 socket with IPV6_V6ONLY cleared also takes IPv4), accepts connections
-itself, refuses an address that already holds its share (`max_clients_per_address` open
+The front door of the data flow. It binds the listening socket(s) (listeners.py: `listen:
+"::"` is dual-stack, one IPv6 socket with IPV6_V6ONLY cleared also takes IPv4), accepts
+connections itself, refuses an address that already holds its share (`max_clients_per_address` open
 connections, `max_pending_per_address` still sending a request; `trusted_proxies` are
 exempt) before any byte is read, and makes every other socket an HTTP `Connection`
 (httpd.py), whose requests the `Router` (routes.py) answers. If the process runs out of
 file descriptors, accepting pauses briefly and one rate-limited line says so.
 
-It also holds what the handlers share: the config, the camera runners, the statistics and
-the registry of streaming clients (for `max_clients` and shutdown). Event-loop thread only.
+It also holds what the handlers share: the config, the camera runners, the statistics (and
+`refused`, the one way a refusal is counted and logged) and the registry of streaming
+clients (for `max_clients` and shutdown). Event-loop thread only.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 from pyimagestreamd import pacing
 from pyimagestreamd.config import Config
 from pyimagestreamd.httpd import Connection
+from pyimagestreamd.listeners import bind, listening_text
 from pyimagestreamd.metrics import make_registry
 from pyimagestreamd.ratelimit import RateLimitedLog
 from pyimagestreamd.redirect import Redirect
@@ -45,7 +47,6 @@ Spawn = Callable[[str, Coroutine[Any, Any, None]], "asyncio.Task[None]"]
 # long before the next accept, so slow connections can time out and free descriptors.
 ACCEPT_PAUSE = 0.5
 RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
-BACKLOG = 512
 # How long shutdown waits for clients to finish their closing handshake before dropping them.
 CLOSE_TIMEOUT = 3.0
 
@@ -109,29 +110,9 @@ class StreamServer:
             where = sock.getsockname()[0]
             accept = self._accept(sock, self.redirect, secure=False)
             self._accepting.append(start(f"server redirect accept on {where}", accept))
-        log.info("%s", self.listening_text())
+        log.info("%s", listening_text(self._sockets))
         if self._redirect_sockets:
             log.info("redirecting plain HTTP on port %d to HTTPS", self.redirect_port)
-
-    def listening_text(self) -> str:
-        """The start-up line: where we listen and the URL to open."""
-        port = self.port
-        host = self._sockets[0].getsockname()[0]
-        if host in ("::", "0.0.0.0"):
-            both = host == "::" and not self._sockets[0].getsockopt(
-                socket.IPPROTO_IPV6, socket.IPV6_V6ONLY
-            )
-            where = (
-                "all IPv6 and IPv4 addresses"
-                if both
-                else f"all IPv{4 if host == '0.0.0.0' else 6} addresses"
-            )
-            name = socket.gethostname() or "localhost"
-            return f"serving on port {port} ({where}): open http://{name}:{port}/"
-        urls = [
-            f"http://[{a}]:{port}/" if ":" in a else f"http://{a}:{port}/" for a in self.addresses
-        ]
-        return f"serving on port {port}: open {' or '.join(urls)}"
 
     @property
     def addresses(self) -> list[str]:
@@ -301,44 +282,3 @@ class StreamServer:
                 table[conn.peer] -= 1
                 if table[conn.peer] <= 0:
                     del table[conn.peer]
-
-
-def bind(listen: str, port: int) -> list[socket.socket]:
-    """Listening sockets for `listen`: "::" dual-stack where the OS allows, else 0.0.0.0."""
-    if listen in ("::", ""):
-        try:
-            return [_listen_on(socket.AF_INET6, ("::", port), v6only=False)]
-        except OSError as exc:
-            if exc.errno not in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT):
-                raise
-            log.info("IPv6 is not available (%s): listening on IPv4 only", exc.strerror or exc)
-            return [_listen_on(socket.AF_INET, ("0.0.0.0", port), v6only=False)]
-    infos = socket.getaddrinfo(listen, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    sockets: list[socket.socket] = []
-    try:
-        for family, _type, _proto, _name, sockaddr in dict.fromkeys(infos):
-            address = sockaddr
-            if sockets and port == 0:
-                # Every address of a name gets the same port, the one the first bind chose.
-                address = (sockaddr[0], sockets[0].getsockname()[1], *sockaddr[2:])
-            sockets.append(_listen_on(family, address, v6only=True))
-    except BaseException:
-        for sock in sockets:
-            sock.close()
-        raise
-    return sockets
-
-
-def _listen_on(family: int, address: tuple[object, ...], v6only: bool) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1 if v6only else 0)
-        sock.bind(address)
-        sock.listen(BACKLOG)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
