@@ -15,6 +15,7 @@ import pytest
 import simplejpeg
 from conftest import make_config, timeout
 
+from pyimagestreamd import libcamerasession as session
 from pyimagestreamd import libcamerasource as lcs
 from pyimagestreamd.camera import CameraError, CameraState
 from pyimagestreamd.config import Config
@@ -42,21 +43,21 @@ def test_buffer_count_is_bounded() -> None:
 
 
 def test_format_choice_prefers_planes_then_rgb() -> None:
-    assert lcs.choose_format(["BGR888", "NV12", "YUV420"]) == "YUV420"
-    assert lcs.choose_format(["RGB888", "NV12"]) == "NV12"
-    assert lcs.choose_format(["RGB888", "BGR888"]) == "BGR888"
-    assert lcs.choose_format(["SBGGR10", "MJPEG"]) is None
+    assert session.choose_format(["BGR888", "NV12", "YUV420"]) == "YUV420"
+    assert session.choose_format(["RGB888", "NV12"]) == "NV12"
+    assert session.choose_format(["RGB888", "BGR888"]) == "BGR888"
+    assert session.choose_format(["SBGGR10", "MJPEG"]) is None
 
 
 def test_pick_camera_by_index_or_id() -> None:
     ids = ["vimc-a", "vimc-b"]
-    assert lcs.pick_camera(ids, "") == 0
-    assert lcs.pick_camera(ids, "1") == 1
-    assert lcs.pick_camera(ids, "vimc-b") == 1
+    assert session.pick_camera(ids, "") == 0
+    assert session.pick_camera(ids, "1") == 1
+    assert session.pick_camera(ids, "vimc-b") == 1
     with pytest.raises(CameraError, match=r"no camera '2' \(cameras: vimc-a, vimc-b\)"):
-        lcs.pick_camera(ids, "2")
+        session.pick_camera(ids, "2")
     with pytest.raises(CameraError, match="no camera found"):
-        lcs.pick_camera([], "")
+        session.pick_camera([], "")
 
 
 @pytest.mark.parametrize(("fmt", "order"), [("BGR888", (0, 1, 2)), ("RGB888", (2, 1, 0))])
@@ -113,7 +114,7 @@ def test_missing_bindings_are_the_offline_reason(monkeypatch: pytest.MonkeyPatch
     """Without python3-libcamera the camera goes offline saying what to install."""
     monkeypatch.setitem(sys.modules, "libcamera", None)  # import fails as if absent
     reason = offline_reason(lcs.LibcameraSource(camera_config().cameras[0]))
-    assert reason == lcs.MISSING
+    assert reason == session.MISSING
     assert "apt install python3-libcamera" in reason
 
 
