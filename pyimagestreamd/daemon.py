@@ -6,10 +6,10 @@ and petting the watchdog only while the process is healthy; SIGHUP reloads the Y
 stop: in order, see `_shutdown`.
 
 Every task the daemon depends on (the camera runners, the server's accept loops and access
-revalidation, STATUS, the watchdog, the reload worker) is started here with `_spawn` and
-cancelled here: one that ends while the daemon is not shutting down is logged with its
-traceback and takes the process down (exit 1), so systemd restarts it rather than leaving a
-half-working daemon. Reloads run one at a time in the reload worker: a burst of SIGHUPs
+revalidation, STATUS, the watchdog, the reload worker) is started and cancelled through its
+`Supervisor` (supervisor.py): one that ends while the daemon is not shutting down is logged
+with its traceback and takes the process down (exit 1), so systemd restarts it rather than
+leaving a half-working daemon. Reloads run one at a time in the reload worker: a burst of SIGHUPs
 while one runs is coalesced into one more.
 """
 
@@ -20,9 +20,8 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from pyimagestreamd import controlfile
 from pyimagestreamd.camera import CameraState
@@ -30,6 +29,7 @@ from pyimagestreamd.config import Config, ConfigError, default_web_root, load_co
 from pyimagestreamd.runner import CameraRunner
 from pyimagestreamd.server import StreamServer
 from pyimagestreamd.sources import SourceFactory, create_source
+from pyimagestreamd.supervisor import Supervisor
 from pyimagestreamd.systemd import Notifier
 
 log = logging.getLogger(__name__)
@@ -63,12 +63,9 @@ class Daemon:
         self.runners: dict[str, CameraRunner] = {}
         self.server: StreamServer | None = None
         self._stop = asyncio.Event()
-        # Name of the core task whose end brought the daemon down ("" while healthy).
-        self._failure = ""
         self._ready = asyncio.Event()
-        # Core tasks by name; those being cancelled by the daemon itself are expected to end.
-        self._tasks: dict[asyncio.Task[None], str] = {}
-        self._cancelling: set[asyncio.Task[None]] = set()
+        # The core tasks (supervisor.py): one that ends unexpectedly stops the daemon.
+        self._core = Supervisor(self._stop.set)
         self._runner_tasks: dict[str, asyncio.Task[None]] = {}
         # Set by SIGHUP; the reload worker clears it just before it reads the file, so a
         # signal that arrives during a reload causes exactly one more.
@@ -93,44 +90,6 @@ class Daemon:
         """Ask for a reload (the SIGHUP handler); a burst of requests is coalesced."""
         self._reload_wanted.set()
 
-    # -- core tasks ------------------------------------------------------------------------
-
-    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Start a core task: the daemon cannot work without it, so its end is fatal."""
-        task = asyncio.ensure_future(coro)
-        self._tasks[task] = name
-        task.add_done_callback(self._task_ended)
-        return task
-
-    def _task_ended(self, task: asyncio.Task[None]) -> None:
-        name = self._tasks.pop(task, "?")
-        if task in self._cancelling:
-            self._cancelling.discard(task)
-            if task.cancelled() or task.exception() is None:
-                return
-        if task.cancelled():
-            exc: BaseException | None = None
-            how = "was cancelled"
-        else:
-            exc = task.exception()
-            how = "failed" if exc is not None else "ended"
-        # Never expected: without this task the daemon would stay half-working (a camera on
-        # or off forever, no watchdog pets, no reloads), so exit and let systemd restart it.
-        log.error("core task %s %s unexpectedly: exiting", name, how, exc_info=exc)
-        self._failure = self._failure or name
-        self._stop.set()
-
-    async def _cancel(self, tasks: list[asyncio.Task[None]]) -> None:
-        """Cancel core tasks on purpose and wait until they have ended."""
-        for task in tasks:
-            if not task.done():
-                self._cancelling.add(task)
-                task.cancel()
-        if tasks:
-            # wait() rather than gather(): an error while cancelling is reported by
-            # _task_ended, not raised into the caller (a reload or the shutdown).
-            await asyncio.wait(tasks)
-
     async def run(self) -> int:
         """Run until a stop signal; return the process exit status."""
         loop = asyncio.get_running_loop()
@@ -145,7 +104,7 @@ class Daemon:
             web_root = self.config.server.web_root or default_web_root()
             self.server = StreamServer(self.config, self.runners, web_root)
             try:
-                await self.server.start(self._spawn)
+                await self.server.start(self._core.spawn)
             except OSError as exc:
                 srv = self.config.server
                 log.error(
@@ -154,11 +113,11 @@ class Daemon:
                 return 1
             self.notifier.ready(self.status_text())
             self._ready.set()
-            self._spawn("status", self._update_status())
-            self._spawn("watchdog", self._pet_watchdog())
-            self._spawn("reload", self._reload_worker())
+            self._core.spawn("status", self._update_status())
+            self._core.spawn("watchdog", self._pet_watchdog())
+            self._core.spawn("reload", self._reload_worker())
             await self._stop.wait()
-            return 1 if self._failure else 0
+            return 1 if self._core.failure else 0
         finally:
             await self._shutdown()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -169,14 +128,14 @@ class Daemon:
         self.notifier.stopping()
         # 2. No more STATUS, pets or reloads: a reload cut short does not matter any more.
         runner_tasks = set(self._runner_tasks.values())
-        await self._cancel([t for t in self._tasks if t not in runner_tasks])
+        await self._core.cancel([t for t in self._core.tasks if t not in runner_tasks])
         # 3. Stop accepting, close every WebSocket with 1001 and wait for the handlers.
         if self.server is not None:
             # The server bounds the closing handshakes itself, then drops who is left.
             await self.server.close()
         # 4. Stop the runners, then the capture threads (each returns within its bounded
         # read wait).
-        await self._cancel(list(self._runner_tasks.values()))
+        await self._core.cancel(list(self._runner_tasks.values()))
         self._runner_tasks.clear()
         await asyncio.gather(*(r.close() for r in self.runners.values()))
         self.notifier.close()
@@ -188,11 +147,11 @@ class Daemon:
         runner = CameraRunner(self.source_factory(cam), asyncio.get_running_loop())
         runner.controls.restore(self._saved_controls.get(name, {}))
         self.runners[name] = runner
-        self._runner_tasks[name] = self._spawn(f"camera {name} runner", runner.run())
+        self._runner_tasks[name] = self._core.spawn(f"camera {name} runner", runner.run())
 
     async def _remove_runner(self, name: str) -> None:
         runner = self.runners.pop(name)
-        await self._cancel([self._runner_tasks.pop(name)])
+        await self._core.cancel([self._runner_tasks.pop(name)])
         await runner.close()
 
     # -- health ----------------------------------------------------------------------------
