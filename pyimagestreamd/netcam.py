@@ -11,7 +11,8 @@ that answers one image/jpeg, asks again for each frame at `fps`; `close()` drops
 connection. camera.py does the rest: connected on the first viewer, closed after
 `stop_delay`, reconnected with back-off when the upstream goes away or goes silent.
 
-Credentials never leave this module in clear: the configured URL is kept without its
+The keys are validated into `NetworkOptions` by netcamconfig.py (registered in sources.py).
+Credentials never leave these two modules in clear: the configured URL is kept without its
 user-info, the password is redacted in --dump-config, and only the user name is shown.
 h11 is the HTTP parser (Debian's 0.14 in the .deb, 0.16 pinned for development): only API
 both have is used (Connection, Request, Response, Data, EndOfMessage, NEED_DATA).
@@ -25,7 +26,6 @@ import socket
 import ssl
 import time
 import urllib.parse
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import h11
@@ -35,95 +35,16 @@ from pyimagestreamd.camera import CameraError, CaptureSource
 from pyimagestreamd.frame import Frame
 from pyimagestreamd.mjpeg import MjpegChecker, checked_frame
 from pyimagestreamd.mjpegsplit import StreamSplitter, max_frame_bytes
-from pyimagestreamd.redact import REDACTED
-from pyimagestreamd.schema import Checker, Path, SourceOptions
+from pyimagestreamd.netcamconfig import NetworkOptions
 
 if TYPE_CHECKING:
     from pyimagestreamd.config import CameraConfig
 
 log = logging.getLogger(__name__)
 
-KEYS = ("username", "password", "frame_timeout", "connect_timeout")
 READ_CHUNK = 1 << 16
 # The response head must fit in this (h11 refuses a longer one): no camera needs more.
 MAX_HEAD = 16 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class NetworkOptions(SourceOptions):
-    username: str | None = None
-    # Not in repr: a config printed in a traceback or a debug line must not show it.
-    password: str | None = field(default=None, repr=False)
-    frame_timeout: float = 5.0
-    connect_timeout: float = 5.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "username": self.username,
-            "password": None if self.password is None else REDACTED,
-            "frame_timeout": self.frame_timeout,
-            "connect_timeout": self.connect_timeout,
-        }
-
-
-def claims(source: str) -> bool:
-    return source.startswith(("http://", "https://"))
-
-
-def parse_options(
-    check: Checker, path: Path, source: str, cam: dict[str, Any]
-) -> tuple[str, NetworkOptions]:
-    spath = (*path, "source")
-    # Shown without its password if it is refused.
-    shown = _without_userinfo(source)
-    try:
-        url = urllib.parse.urlsplit(source)
-        port = url.port
-    except ValueError as exc:
-        raise check.fail(spath, shown, f"an http:// or https:// URL ({exc})") from None
-    if not url.hostname:
-        raise check.fail(spath, shown, "an http:// or https:// URL with a host")
-    del port
-    d = NetworkOptions()
-    username = cam.get("username", d.username)
-    password = cam.get("password", d.password)
-    if username is not None:
-        # Basic authentication joins user and password with ":": a user name cannot hold one.
-        check.string(
-            (*path, "username"), username, "a user name without ':'", lambda s: ":" not in s
-        )
-    if password is not None:
-        check.string((*path, "password"), password, "a string", lambda s: True)
-    if url.username is not None:
-        if username is not None or password is not None:
-            raise check.fail(
-                (*path, "username" if username is not None else "password"),
-                "..." if password is not None and username is None else username,
-                "credentials in one place: in the URL or in username/password, not both",
-            )
-        username = urllib.parse.unquote(url.username)
-        password = urllib.parse.unquote(url.password or "")
-    if password is not None and username is None:
-        raise check.fail((*path, "password"), REDACTED, "a username with it")
-    return _without_userinfo(source), NetworkOptions(
-        username=username,
-        password=password,
-        frame_timeout=check.number(
-            (*path, "frame_timeout"), cam.get("frame_timeout", d.frame_timeout), 0.5, 600
-        ),
-        connect_timeout=check.number(
-            (*path, "connect_timeout"), cam.get("connect_timeout", d.connect_timeout), 0.1, 60
-        ),
-    )
-
-
-def _without_userinfo(source: str) -> str:
-    try:
-        url = urllib.parse.urlsplit(source)
-    except ValueError:
-        return source.rsplit("@", maxsplit=1)[-1]
-    netloc = url.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit(url._replace(netloc=netloc))
 
 
 class NetworkSource(CaptureSource):

@@ -11,8 +11,8 @@ camera.py does the rest exactly as for a V4L2 camera: started by the first viewe
 after `stop_delay`, restarted with back-off when the command exits or goes silent for
 `frame_timeout`; the command's last stderr line is the offline reason.
 
-The schema of the exec keys lives here too (registered in sources.py); this module imports
-nothing heavy, so validating a config stays cheap.
+The exec keys are validated into `PipelineOptions` by pipelineconfig.py (registered in
+sources.py), before any source exists.
 """
 
 from __future__ import annotations
@@ -25,24 +25,21 @@ import shlex
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pyimagestreamd.camera import CameraError, CaptureSource
 from pyimagestreamd.frame import Frame
 from pyimagestreamd.mjpeg import MjpegChecker, checked_frame
 from pyimagestreamd.mjpegsplit import StreamSplitter, max_frame_bytes
+from pyimagestreamd.pipelineconfig import EXEC, PipelineOptions
 from pyimagestreamd.ratelimit import RateLimitedLog
 from pyimagestreamd.redact import redact
-from pyimagestreamd.schema import Checker, Path, SourceOptions
 
 if TYPE_CHECKING:
     from pyimagestreamd.config import CameraConfig
 
 log = logging.getLogger(__name__)
 
-EXEC = "exec"
-KEYS = ("command", "term_timeout", "frame_timeout")
 # Bytes read from a pipe at a time: a 1080p JPEG is ~200-500 KB.
 READ_CHUNK = 1 << 16
 # Longest stderr line kept (a producer printing without newlines must not grow it).
@@ -52,55 +49,6 @@ EXIT_WAIT = 1.0
 # Stderr lines reach the journal at most this often per camera (ffmpeg and rpicam-vid
 # print one per frame at their default verbosity).
 STDERR_LOG_INTERVAL = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class PipelineOptions(SourceOptions):
-    command: tuple[str, ...] = ()
-    # SIGTERM, then SIGKILL for what is left of the process group after this many seconds.
-    term_timeout: float = 2.0
-    # No frame for this long: the command is hung; it is ended and started again.
-    frame_timeout: float = 5.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "command": [redact(arg) for arg in self.command],
-            "term_timeout": self.term_timeout,
-            "frame_timeout": self.frame_timeout,
-        }
-
-
-def claims(source: str) -> bool:
-    return source == EXEC
-
-
-def parse_options(
-    check: Checker, path: Path, source: str, cam: dict[str, Any]
-) -> tuple[str, PipelineOptions]:
-    d = PipelineOptions()
-    cpath = (*path, "command")
-    what = "a command: a list of arguments or one string split like a shell does (no shell runs)"
-    value = cam.get("command")
-    if isinstance(value, str):
-        try:
-            value = shlex.split(value)
-        except ValueError as exc:
-            raise check.fail(cpath, value, f"{what}; {exc}") from None
-    if not isinstance(value, list) or not value:
-        raise check.fail(cpath, value, what)
-    for arg in value:
-        check.string(cpath, arg, "arguments that are strings without NUL", lambda s: "\0" not in s)
-    if not value[0]:
-        raise check.fail(cpath, value[0], "a program name")
-    return source, PipelineOptions(
-        command=tuple(value),
-        term_timeout=check.number(
-            (*path, "term_timeout"), cam.get("term_timeout", d.term_timeout), 0, 4
-        ),
-        frame_timeout=check.number(
-            (*path, "frame_timeout"), cam.get("frame_timeout", d.frame_timeout), 0.5, 600
-        ),
-    )
 
 
 class PipelineSource(CaptureSource):

@@ -3,7 +3,7 @@
 A camera's `source:` value picks its type (`testpattern`, a `/dev/...` V4L2 node, `exec`
 with a command, an `http(s)://` URL, `libcamera`). Each type brings the names of its own
 config keys, the schema function that validates them (living beside the source:
-`v4l2config.py`, `pipeline.py`, `netcam.py`, `libcameraconfig.py`) and a factory for its
+`v4l2config.py`, `pipelineconfig.py`, `netcamconfig.py`, `libcameraconfig.py`) and a factory for its
 `CaptureSource`. config.py asks this table which type a camera is and lets the type
 validate its keys; the daemon is handed a `SourceFactory` (by default `create_source`
 below; tests pass their own fakes) and never imports a source module itself.
@@ -18,7 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pyimagestreamd import libcameraconfig, netcam, pipeline, v4l2config
+from pyimagestreamd import (
+    libcameraconfig,
+    netcam,
+    netcamconfig,
+    pipeline,
+    pipelineconfig,
+    v4l2config,
+)
 from pyimagestreamd.schema import Checker, Path, SourceOptions
 
 if TYPE_CHECKING:
@@ -75,13 +82,18 @@ SOURCE_TYPES = (
     SourceType(
         "exec",
         "exec",
-        pipeline.claims,
-        pipeline.KEYS,
-        pipeline.parse_options,
+        pipelineconfig.claims,
+        pipelineconfig.KEYS,
+        pipelineconfig.parse_options,
         pipeline.PipelineSource,
     ),
     SourceType(
-        "http", "http", netcam.claims, netcam.KEYS, netcam.parse_options, netcam.NetworkSource
+        "http",
+        "http",
+        netcamconfig.claims,
+        netcamconfig.KEYS,
+        netcamconfig.parse_options,
+        netcam.NetworkSource,
     ),
     SourceType(
         libcameraconfig.LIBCAMERA,
@@ -93,7 +105,7 @@ SOURCE_TYPES = (
     ),
 )
 EXPECTED_SOURCE = (
-    f"'{TESTPATTERN}', a V4L2 device path such as /dev/video0, '{pipeline.EXEC}' (with a"
+    f"'{TESTPATTERN}', a V4L2 device path such as /dev/video0, '{pipelineconfig.EXEC}' (with a"
     " command), an http:// or https:// URL or 'libcamera' (optionally 'libcamera:<camera id or"
     " index>')"
 )

@@ -69,7 +69,7 @@ def test_v4l2_keys_keep_their_meaning_in_existing_files() -> None:
 
 def test_exec_command_as_a_string_is_split_like_a_shell_does() -> None:
     """`command:` as one string becomes argv by shell rules, without running a shell."""
-    from pyimagestreamd.pipeline import PipelineOptions
+    from pyimagestreamd.pipelineconfig import PipelineOptions
 
     cam = parse_config(
         "cameras:\n  pi:\n    source: exec\n"
@@ -83,7 +83,7 @@ def test_exec_command_as_a_string_is_split_like_a_shell_does() -> None:
 
 def test_credentials_in_the_url_are_kept_apart_and_redacted() -> None:
     """user:password@ moves out of the URL; --dump-config shows the user, not the password."""
-    from pyimagestreamd.netcam import NetworkOptions
+    from pyimagestreamd.netcamconfig import NetworkOptions
 
     cfg = parse_config("cameras:\n  r: {source: 'https://me:p%40ss@pi.local:8888/stream.mjpg'}\n")
     cam = cfg.cameras[0]
