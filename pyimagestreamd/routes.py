@@ -3,7 +3,8 @@
 Between the HTTP connection (httpd.py, httploop.py) and the handlers. For each request head:
 duplicate Host/Origin -> 400; a Host that is not ours -> 421 (DNS rebinding, access.py);
 the route of its target (urls.py, which lists every path and spelling); `authorize`
-(gate.py: accounts, sessions, share links, the local-only default); then the handler: the
+(gate.py: accounts, sessions, share links, the local-only default; who opened each stream
+is kept by streamaccess.py, which cuts it off when that access ends); then the handler: the
 account routes (authapi.py), the settings API (controlapi.py), the browser client's files
 (static.py), /api/state and /metrics (state.py, metrics.py), snapshots (snapshot.py),
 MJPEG streams (mjpegpush.py) and WebSockets (websocket.py). Only GET and HEAD (405
@@ -15,10 +16,8 @@ Event-loop thread only.
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import json
-import weakref
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
@@ -35,6 +34,7 @@ from pyimagestreamd.mjpegpush import response_head, serve_mjpeg
 from pyimagestreamd.posts import read_post
 from pyimagestreamd.snapshot import snapshot
 from pyimagestreamd.static import Reply, serve_file, text_reply
+from pyimagestreamd.streamaccess import StreamAccess
 from pyimagestreamd.urls import Route, match
 from pyimagestreamd.websocket import serve_websocket
 
@@ -42,9 +42,6 @@ if TYPE_CHECKING:
     from pyimagestreamd.server import StreamServer
 
 SERVER_HEADER = f"pyimagestreamd/{__version__}"
-# How often open streams are re-checked against logouts, revoked and expired share links.
-REVALIDATE_INTERVAL = 1.0
-CLOSE_POLICY = 1008
 
 
 class Handler(Protocol):
@@ -63,14 +60,12 @@ class Router:
         self.server = server
         self.local_names = access.local_names()
         self.gate = Gate.from_config(server.config)
+        # Who opened each stream, cut off when that access ends (streamaccess.py).
+        self.streams = StreamAccess(server, self.gate)
         self.account_api = AccountAPI(
-            self.gate, self.revalidate, secure=lambda: server.tls is not None
+            self.gate, self.streams.revalidate, secure=lambda: server.tls is not None
         )
         self.control_api = ControlAPI(server)
-        # Who opened each stream (WebSocket, MJPEG), for cutting it off when that ends.
-        self.principals: weakref.WeakKeyDictionary[Connection, Principal] = (
-            weakref.WeakKeyDictionary()
-        )
 
     async def authorize(
         self, conn: Connection, headers: dict[str, str], route: Route
@@ -91,28 +86,8 @@ class Router:
             extra = tuple(decision.headers.items())
             return Reply(decision.status, (("Content-Type", ctype), *extra), body)
         if route.kind in ("websocket", "stream"):
-            self.principals[conn] = decision
+            self.streams.opened(conn, decision)
         return decision
-
-    def revalidate(self) -> None:
-        """Cut off every stream whose session ended or whose share link went (1008)."""
-        for conn, principal in list(self.principals.items()):
-            if conn not in self.server.clients or self.gate.is_valid(principal):
-                continue
-            self.principals.pop(conn, None)
-            ws = self.server.websockets.get(conn)
-            if ws is not None:
-                self.server.close_later(ws.close(CLOSE_POLICY, "access ended"))
-            else:
-                conn.close()
-
-    async def revalidate_forever(self) -> None:
-        # Catches what no request announces: the command line revoking a link, a link or a
-        # session expiring, a user deleted from the users file.
-        while True:
-            await asyncio.sleep(REVALIDATE_INTERVAL)
-            if self.principals:
-                self.revalidate()
 
     def front_door(
         self, conn: Connection, h: h11.Connection, request: h11.Request

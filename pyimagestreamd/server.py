@@ -101,7 +101,9 @@ class StreamServer:
                 for sock in self._sockets:
                     sock.close()
                 raise
-        self._revalidator = start("server access revalidation", self.router.revalidate_forever())
+        self._revalidator = start(
+            "server access revalidation", self.router.streams.revalidate_forever()
+        )
         for sock in self._sockets:
             where = sock.getsockname()[0]
             accept = self._accept(sock, self.router, secure=self.tls is not None)
