@@ -3,12 +3,13 @@
 The middle of the data flow. The capture thread's frames arrive (through the runner, on the
 event loop) in `publish()`, which replaces the slot and wakes every waiter; each client
 handler then takes the newest frame it has not seen (`wait_frame_after`), or, for a push
-stream whose connection can take it, is handed it within `publish()` (`add_pusher`: the
+stream whose connection can take it, is handed it within `publish()` (`push_frames`: the
 write then happens in the same turn of the event loop as the capture, with no task to
-wake). There is no per-client queue, so a slow client only ever skips frames: it never
-builds a backlog and never slows anyone else. The hub also decides when the camera is
-wanted: from the first viewer until `stop_delay` seconds after the last one left (a viewer
-returning in between cancels the stop); `on_demand` tells the runner when that changes.
+wake, until the push refuses a frame and the client's task takes over again). There is
+no per-client queue, so a slow client only ever skips frames: it never builds a backlog
+and never slows anyone else. The hub also decides when the camera is wanted: from the
+first viewer until `stop_delay` seconds after the last one left (a viewer returning in
+between cancels the stop); `on_demand` tells the runner when that changes.
 
 No I/O, no threads: event-loop thread only. Unit-tested without sockets.
 """
@@ -54,10 +55,10 @@ class Hub:
         # Per kind of stream, the last frame as that stream's clients get it (one entry
         # per kind: the serialized frame shared by all of them, dropped at the next one).
         self._serialized: dict[str, tuple[Frame, bytes]] = {}
-        # Called with each published frame, in the order added (add_pusher).
-        self._pushers: dict[Callable[[Frame], None], None] = {}
-        # Called at each state change, in the order added (add_state_watcher).
-        self._state_watchers: dict[Callable[[], None], None] = {}
+        # Called with each published frame, in the order added (push_frames), each with the
+        # future its task waits on; those also in _back_at_state go back at a state change.
+        self._pushers: dict[Callable[[Frame], bool], asyncio.Future[None]] = {}
+        self._back_at_state: dict[Callable[[Frame], bool], None] = {}
 
     # -- producer side (runner) ----------------------------------------------------------
 
@@ -71,9 +72,15 @@ class Hub:
             self._recent.append(frame.captured_at)
             del self._recent[:-31]
         if self._pushers:
-            # A copy: a pusher that cannot take the frame removes itself.
+            # A copy: a push that refuses the frame is taken out as it returns.
             for push in tuple(self._pushers):
-                push(frame)
+                try:
+                    if push(frame):
+                        continue
+                except Exception as exc:  # a bug: its client's task raises it, the camera goes on
+                    self._hand_back(push, exc)
+                    continue
+                self._hand_back(push)
         self._wake()
         return frame
 
@@ -85,9 +92,9 @@ class Hub:
         self.state_version += 1
         if state is not CameraState.LIVE:
             self._recent.clear()
-        if self._state_watchers:
-            for watch in tuple(self._state_watchers):
-                watch()
+        if self._back_at_state:
+            for push in tuple(self._back_at_state):
+                self._hand_back(push)
         self._wake()
 
     def _wake(self) -> None:
@@ -174,25 +181,49 @@ class Hub:
                 return None
         return self.latest
 
-    def add_pusher(self, push: Callable[[Frame], None]) -> None:
-        """Have `publish()` call `push(frame)` with every frame from now on, until
-        `remove_pusher(push)` (which `push` may call itself). `push` runs inside the
-        producer's call and must not raise: it hands any trouble to its own task."""
-        self._pushers[push] = None
+    async def push_frames(
+        self, push: Callable[[Frame], bool], until: asyncio.Future[None], at_state_change: bool
+    ) -> None:
+        """Have `publish()` call `push(frame)` with each frame it publishes, inside the
+        producer's call, until the client's task must take over again: then return.
 
-    def remove_pusher(self, push: Callable[[Frame], None]) -> None:
-        """Stop calling `push`; nothing happens if it is not added."""
-        self._pushers.pop(push, None)
+        That is when `push` returns False (it did not take the frame: a closed gate, no
+        credit, anything but the plain case), when `until` completes (e.g. the connection
+        closing), or, with `at_state_change`, at the camera's next state change (a client
+        that reports states). An exception in `push` (a bug) ends it too and is raised
+        here, in the client's task: the camera and every other client go on.
+        """
+        if until.done():
+            return
+        if push in self._pushers:
+            raise RuntimeError(f"hub {self.name}: {push!r} is pushed to already")
+        handed_back = until.get_loop().create_future()
+        self._pushers[push] = handed_back
+        if at_state_change:
+            self._back_at_state[push] = None
 
-    def add_state_watcher(self, watch: Callable[[], None]) -> None:
-        """Have `set_state()` call `watch()` at every state change from now on, until
-        `remove_state_watcher(watch)` (which `watch` may call itself): for a client served
-        by its pusher, whose task waits for no change. Must not raise."""
-        self._state_watchers[watch] = None
+        def back(_: asyncio.Future[None]) -> None:
+            self._hand_back(push)
 
-    def remove_state_watcher(self, watch: Callable[[], None]) -> None:
-        """Stop calling `watch`; nothing happens if it is not added."""
-        self._state_watchers.pop(watch, None)
+        until.add_done_callback(back)
+        try:
+            await handed_back
+        finally:
+            until.remove_done_callback(back)
+            self._hand_back(push)  # cancelled: no more pushes either
+
+    def _hand_back(self, push: Callable[[Frame], bool], exc: Exception | None = None) -> None:
+        # Taken out at once: its task runs only in a later turn, and a publish may come first.
+        handed_back = self._pushers.pop(push, None)
+        if handed_back is None:
+            return
+        self._back_at_state.pop(push, None)
+        if handed_back.done():  # its task was cancelled while it waited
+            return
+        if exc is None:
+            handed_back.set_result(None)
+        else:
+            handed_back.set_exception(exc)
 
     def add_viewer(self) -> None:
         """A client starts watching: cancel a pending stop, start the camera if needed."""

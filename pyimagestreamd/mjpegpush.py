@@ -7,7 +7,7 @@ client receives one part per frame: a boundary, `Content-Type`, `Content-Length`
 sequence number), then the JPEG. Frames are pushed, not pulled, so freshness comes from
 the pacing gate (delivery.py / pacing.py): the newest frame is written only when the
 connection can take it, so a slow link gets fewer frames, never old ones. While the gate
-is open, each frame is written from the hub's publish (`Hub.add_pusher`), in the turn of
+is open, each frame is written from the hub's publish (`Hub.push_frames`), in the turn of
 the event loop that captured it, without waking the client's task; the task takes over
 whenever the gate is closed, and waits there. `?fps=N` caps the rate further (always
 through the task). The client is a viewer like any other: it wakes the camera and keeps it awake,
@@ -84,45 +84,24 @@ async def serve_mjpeg(conn: Connection, hub: Hub, fps: float | None) -> None:
 async def _serve_pushed(conn: Connection, hub: Hub, write: Callable[[Frame], int]) -> None:
     """The task sends a frame (the first one, or the newest once the gate opened again),
     then hands the connection to the hub's publish until a frame finds the gate closed."""
-    loop = asyncio.get_running_loop()
     last = 0
-    handed_back: asyncio.Future[None] = loop.create_future()
 
-    def push(frame: Frame) -> None:
+    def push(frame: Frame) -> bool:
         nonlocal last
-        try:
-            if send_if_ready(conn, hub, frame, write, "mjpeg"):
-                last = frame.seq
-                return
-        except Exception as exc:  # a bug: this client's task raises it, the camera goes on
-            hub.remove_pusher(push)
-            if not handed_back.done():
-                handed_back.set_exception(exc)
+        if send_if_ready(conn, hub, frame, write, "mjpeg"):
+            last = frame.seq
+            return True
+        return False  # the gate is closed, or the client gone: the task's turn
+
+    while not conn.closed.done():
+        frame = await hub.wait_frame_after(last, until=conn.closed)
+        if frame is None:
             return
-        hub.remove_pusher(push)  # the gate is closed, or the client gone: the task's turn
-        if not handed_back.done():
-            handed_back.set_result(None)
-
-    def on_closed(_: asyncio.Future[None]) -> None:
-        if not handed_back.done():
-            handed_back.set_result(None)
-
-    conn.closed.add_done_callback(on_closed)
-    try:
-        while not conn.closed.done():
-            frame = await hub.wait_frame_after(last, until=conn.closed)
-            if frame is None:
-                return
-            sent = await send_newest(conn, hub, frame, write, "mjpeg")
-            if sent is None:
-                return
-            last = sent.seq
-            handed_back = loop.create_future()
-            hub.add_pusher(push)
-            await handed_back
-    finally:
-        hub.remove_pusher(push)
-        conn.closed.remove_done_callback(on_closed)
+        sent = await send_newest(conn, hub, frame, write, "mjpeg")
+        if sent is None:
+            return
+        last = sent.seq
+        await hub.push_frames(push, conn.closed, at_state_change=False)
 
 
 async def _serve_capped(

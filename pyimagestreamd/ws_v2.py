@@ -17,14 +17,13 @@ the camera's frames untouched.
 
 A client's task serves it, except while it holds credits for a live camera with its input
 left in the kernel (wsconn.py, `defer_input`): then the hub's publish serves it (`_push`,
-Hub.add_pusher), reading its credits and writing its frame in the turn that captured it,
+Hub.push_frames), reading its credits and writing its frame in the turn that captured it,
 without waking the task; anything but "credits, then the frame" hands it back to the task,
 which goes on as if that frame had woken it. Event-loop thread only.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import logging
@@ -144,8 +143,12 @@ class ProtocolV2:
                 else:
                     ws.take_input()
                 if ws.input_deferred:
-                    # The hub's publish reads it and sends, while it can (_push).
-                    await self._pushed()
+                    # The hub's publish reads it and sends while it can (_push), and hands
+                    # the connection back for anything else: a message that is not a
+                    # credit, the last credit spent, a closed gate, input read as it comes
+                    # again, a state change, the connection closing. We then go on as if
+                    # woken by that frame.
+                    await hub.push_frames(self._push, ws.incoming(), at_state_change=True)
                 else:
                     # A hub change or a client message (or the end of the connection) wakes us.
                     await hub.wait_change(until=ws.incoming())
@@ -154,47 +157,6 @@ class ProtocolV2:
             ws.take_message = None
             ws.take_input()
             self._watch(False)
-
-    async def _pushed(self) -> None:
-        """Let the hub's publish serve the connection (`_push`) until it hands it back.
-
-        It does, for anything but "read the credits, send the frame": a message other than
-        a credit, the last credit spent, a closed gate, input read as it comes again, a state
-        change, the connection closing. The task then goes on as if woken by that frame.
-        """
-        hub, ws = self.hub, self.ws
-        handed_back = asyncio.get_running_loop().create_future()
-        incoming = ws.incoming()
-
-        def back(_: object = None) -> None:
-            hub.remove_pusher(push)
-            hub.remove_state_watcher(back)
-            if not handed_back.done():
-                handed_back.set_result(None)
-
-        def push(frame: Frame) -> None:
-            try:
-                if self._push(frame):
-                    return
-            except Exception as exc:  # a bug: this client's task raises it, the camera goes on
-                hub.remove_pusher(push)
-                hub.remove_state_watcher(back)
-                if not handed_back.done():
-                    handed_back.set_exception(exc)
-                return
-            back()
-
-        if incoming.done():
-            return
-        incoming.add_done_callback(back)
-        hub.add_state_watcher(back)
-        hub.add_pusher(push)
-        try:
-            await handed_back
-        finally:
-            hub.remove_pusher(push)
-            hub.remove_state_watcher(back)
-            incoming.remove_done_callback(back)
 
     def _push(self, frame: Frame) -> bool:
         """In the hub's publish: what the task would do on waking for `frame`, if that is only

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import pytest
 from conftest import timeout
 
 from pyimagestreamd.camera import CameraState
@@ -170,46 +171,103 @@ async def test_waits_ended_by_until_or_cancelled_leave_no_waiter_behind() -> Non
     assert await asyncio.wait_for(staying, timeout(1)) is True
 
 
-def test_pushers_get_each_frame_within_publish_in_the_order_added() -> None:
-    """A pusher is called inside publish() with the numbered frame, before publish returns;
-    one that removes itself during its call is not called again and the others still are."""
+async def test_pushes_get_each_frame_within_publish_until_they_refuse_one() -> None:
+    """A push is called inside publish() with the numbered frame, in the order the pushes
+    came, until it returns False: its task's wait then returns and it is not called again,
+    while the others still are."""
     hub = Hub("c", 1.0)
+    loop = asyncio.get_running_loop()
     got: list[tuple[str, int]] = []
 
-    def first(f: Frame) -> None:
+    def first(f: Frame) -> bool:
         got.append(("first", f.seq))
-        hub.remove_pusher(first)
+        return False
 
-    def second(f: Frame) -> None:
+    def second(f: Frame) -> bool:
         got.append(("second", f.seq))
+        return True
 
-    hub.add_pusher(first)
-    hub.add_pusher(second)
+    pushing = [
+        asyncio.ensure_future(hub.push_frames(push, loop.create_future(), at_state_change=False))
+        for push in (first, second)
+    ]
+    await asyncio.sleep(0)
     hub.publish(frame(b"1"))
     assert got == [("first", 1), ("second", 1)]
     hub.publish(frame(b"2"))
     assert got == [("first", 1), ("second", 1), ("second", 2)]
-    hub.remove_pusher(second)
-    hub.remove_pusher(second)  # not added any more: nothing happens
+    await asyncio.wait_for(pushing[0], timeout(1))
+    assert not pushing[1].done()
+    pushing[1].cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await pushing[1]
     hub.publish(frame(b"3"))
     assert len(got) == 3
+    assert hub._pushers == {}
 
 
-def test_state_watchers_are_called_at_each_state_change_only() -> None:
-    """A watcher is called inside set_state() at every change (a new reason is one), not for
-    a repeat of the same state and reason, and not after removing itself."""
+async def test_a_push_ends_at_until_and_at_a_state_change_only_if_asked() -> None:
+    """`until` completing hands the client back before the next publish; a state change
+    (a new reason is one, a repeat is not) only the pushes that asked for it."""
     hub = Hub("c", 1.0)
+    loop = asyncio.get_running_loop()
     calls: list[str] = []
 
-    def watch() -> None:
-        calls.append(hub.reason)
-        if hub.reason == "last":
-            hub.remove_state_watcher(watch)
+    def stays(f: Frame) -> bool:
+        calls.append("stays")
+        return True
 
-    hub.add_state_watcher(watch)
+    def reports(f: Frame) -> bool:
+        calls.append("reports")
+        return True
+
     hub.set_state(CameraState.LIVE)
+    until = loop.create_future()
+    staying = asyncio.ensure_future(hub.push_frames(stays, until, at_state_change=False))
+    reporting = asyncio.ensure_future(
+        hub.push_frames(reports, loop.create_future(), at_state_change=True)
+    )
+    await asyncio.sleep(0)
     hub.set_state(CameraState.LIVE)  # no change
-    hub.set_state(CameraState.LIVE, "last")
-    hub.set_state(CameraState.OFFLINE, "after")
-    assert calls == ["", "last"]
-    hub.remove_state_watcher(watch)  # not added any more: nothing happens
+    hub.publish(frame())
+    assert calls == ["stays", "reports"]
+    hub.set_state(CameraState.LIVE, "new reason")
+    hub.publish(frame())
+    assert calls == ["stays", "reports", "stays"]
+    await asyncio.wait_for(reporting, timeout(1))
+    until.set_result(None)
+    await asyncio.sleep(0)
+    hub.publish(frame())
+    assert calls == ["stays", "reports", "stays"]
+    await asyncio.wait_for(staying, timeout(1))
+    # An `until` that is done already: no push at all.
+    await hub.push_frames(stays, until, at_state_change=False)
+    hub.publish(frame())
+    assert calls == ["stays", "reports", "stays"]
+
+
+async def test_an_error_in_a_push_is_raised_in_its_task_and_publish_goes_on() -> None:
+    """A push that raises is taken out and its task's wait raises the error; publish
+    returns normally and the other pushes still get the frame."""
+    hub = Hub("c", 1.0)
+    loop = asyncio.get_running_loop()
+    got: list[int] = []
+
+    def broken(f: Frame) -> bool:
+        raise RuntimeError("planted")
+
+    def fine(f: Frame) -> bool:
+        got.append(f.seq)
+        return True
+
+    failing = asyncio.ensure_future(hub.push_frames(broken, loop.create_future(), False))
+    going = asyncio.ensure_future(hub.push_frames(fine, loop.create_future(), False))
+    await asyncio.sleep(0)
+    hub.publish(frame())
+    hub.publish(frame())
+    assert got == [1, 2]
+    assert list(hub._pushers) == [fine]
+    with pytest.raises(RuntimeError, match="planted"):
+        await asyncio.wait_for(failing, timeout(1))
+    going.cancel()
+    await asyncio.gather(going, return_exceptions=True)
