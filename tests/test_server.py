@@ -409,9 +409,10 @@ async def test_snapshot_of_a_camera_without_frames_is_503_with_reason(start_daem
     assert headers["Retry-After"] == "5"
 
 
-async def test_listen_on_double_colon_serves_ipv6_and_ipv4(start_daemon: Any) -> None:
-    """listen "::" (the default) answers on [::1] and on 127.0.0.1 alike."""
-    rd = await start_daemon('server: {listen: "::", port: 0}\n' + FAST)
+async def test_default_listen_serves_ipv6_and_ipv4(start_daemon: Any) -> None:
+    """The default listen address ("::") answers on [::1] and on 127.0.0.1 alike."""
+    # No listen key: what a user gets who does not set one (and what etc/ ships).
+    rd = await start_daemon("server: {port: 0}\n" + FAST)
 
     def fetch(host: str) -> int:
         url = f"http://{host}:{rd.port}/api/state"
