@@ -409,6 +409,39 @@ async def test_snapshot_of_a_camera_without_frames_is_503_with_reason(start_daem
     assert headers["Retry-After"] == "5"
 
 
+def test_double_colon_without_ipv6_listens_on_ipv4_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where the machine has no IPv6, "::" binds every IPv4 address instead, with one line."""
+    import errno
+    import logging
+
+    from pyimagestreamd.listeners import bind
+
+    real = socket.socket
+
+    def no_ipv6(family: int = socket.AF_INET, *args: Any, **kwargs: Any) -> socket.socket:
+        # A kernel without IPv6 (ipv6.disable=1) refuses the family itself.
+        if family == socket.AF_INET6:
+            raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+        return real(family, *args, **kwargs)
+
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(socket, "socket", no_ipv6)
+    sockets = bind("::", 0)
+    monkeypatch.undo()
+    try:
+        assert [(s.family, s.getsockname()[0]) for s in sockets] == [(socket.AF_INET, "0.0.0.0")]
+        with socket.create_connection(("127.0.0.1", sockets[0].getsockname()[1]), timeout(5)):
+            pass
+    finally:
+        for sock in sockets:
+            sock.close()
+    lines = [r.getMessage() for r in caplog.records if "IPv6" in r.getMessage()]
+    assert lines == ["IPv6 is not available (Address family not supported by protocol): "
+                     "listening on IPv4 only"]  # fmt: skip
+
+
 async def test_default_listen_serves_ipv6_and_ipv4(start_daemon: Any) -> None:
     """The default listen address ("::") answers on [::1] and on 127.0.0.1 alike."""
     # No listen key: what a user gets who does not set one (and what etc/ ships).
