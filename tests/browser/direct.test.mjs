@@ -37,7 +37,7 @@ test("the picture changes between two screenshots", async () => {
   await check.pictureChanges(page, "front");
 });
 
-test("the overlay shows plausible fps, age, kB/s, size, window and state", async (t) => {
+test("the overlay's fps, frame age and kB/s agree with the camera; size, window and state shown", async (t) => {
   t.diagnostic(JSON.stringify(await check.overlaySane(page, daemon, "front")));
 });
 

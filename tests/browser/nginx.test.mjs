@@ -48,7 +48,7 @@ test("through nginx the picture changes", async () => {
   await check.pictureChanges(page, "front");
 });
 
-test("through nginx the overlay values are plausible", async (t) => {
+test("through nginx the overlay's fps, frame age and kB/s agree with the camera", async (t) => {
   t.diagnostic(JSON.stringify(await check.overlaySane(page, daemon, "front")));
 });
 
