@@ -20,6 +20,7 @@ import collections
 import errno
 import logging
 import socket
+import ssl
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,8 @@ class StreamServer:
         self._redirect_sockets: list[socket.socket] = []
         self.redirect = Redirect(self)
         self._accepting: list[asyncio.Task[None]] = []
+        # TLS handshakes under way, each in its task (bounded by request_timeout).
+        self._handshakes: set[asyncio.Task[None]] = set()
         self._closing: set[asyncio.Future[None]] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -139,6 +142,8 @@ class StreamServer:
             self._revalidator.cancel()
         for sock in (*self._sockets, *self._redirect_sockets):
             sock.close()
+        for task in list(self._handshakes):
+            task.cancel()
         closing = [
             asyncio.ensure_future(ws.close(CLOSE_GOING_AWAY, "server shutting down"))
             for ws in list(self.websockets.values())
@@ -147,6 +152,7 @@ class StreamServer:
             if conn not in self.websockets:
                 conn.close()
         tasks = [c.task for c in self.connections if c.task is not None]
+        tasks += self._handshakes
         if tasks or closing:
             await asyncio.wait([*tasks, *closing], timeout=CLOSE_TIMEOUT)
         self.abort_all()
@@ -257,15 +263,44 @@ class StreamServer:
         self._per_address[host] += 1
         self._pending[host] += 1
         self.stats.connected()
+        if secure and self.tls is not None:
+            # The TLS handshake runs in a task of its own: awaited here, it held up the
+            # accept loop, so that one client sending nothing kept everyone else out for
+            # request_timeout (the handshake's bound).
+            task = asyncio.ensure_future(self._handshake(conn, sock, self.tls.context))
+            self._handshakes.add(task)
+            task.add_done_callback(self._handshakes.discard)
+            return
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(lambda: conn, sock)
+        except BaseException:
+            self.connection_done(conn)
+            raise
+
+    async def _handshake(
+        self, conn: Connection, sock: socket.socket, context: ssl.SSLContext
+    ) -> None:
+        """Set up a TLS connection; a failed or late handshake is a refusal (counted, logged)."""
         try:
             await asyncio.get_running_loop().connect_accepted_socket(
                 lambda: conn,
                 sock,
-                ssl=self.tls.context if secure and self.tls is not None else None,
-                ssl_handshake_timeout=srv.request_timeout if secure else None,
+                ssl=context,
+                ssl_handshake_timeout=self.config.server.request_timeout,
+            )
+        except OSError as exc:
+            # Plain HTTP on the TLS port, a client that does not trust us, or silence:
+            # asyncio aborts a handshake that takes longer than its timeout.
+            self.connection_done(conn)
+            sock.close()
+            late = isinstance(exc, TimeoutError | ConnectionAbortedError)
+            self.refused(conn.peer, "timeout" if late else "protocol_error", f"TLS: {exc}")
+            self.warnings.warning(
+                "tls-handshake", "refused a connection from %s: TLS: %s", conn.peer, exc
             )
         except BaseException:
             self.connection_done(conn)
+            sock.close()
             raise
 
     def pending_changed(self, conn: Connection, pending: bool) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from conftest import timeout, ws_connect
 from test_auth import PASSWORD, auth_yaml, basic
+from test_tls import make_ca, make_leaf
 from websockets.exceptions import ConnectionClosed
 
 from pyimagestreamd.credentials import SESSION_COOKIE
@@ -65,7 +66,7 @@ def exchange(port: int, data: bytes) -> bytes:
 class Case:
     reason: str
     request: bytes | None = None  # raw bytes; None: a websockets client to `ws_path`
-    config: str = ""
+    config: str = ""  # YAML; "users": anna and bob exist; "tls": HTTPS on the port
     status: bytes = b""  # what a raw request is answered with (b"": closed unanswered)
     warns: bool = False  # an operator is warned, once per minute
     hold: str = ""  # what is held open first: "stream" (an MJPEG client) or "socket"
@@ -162,6 +163,8 @@ CASES = {
         hold="stream",
         ws_code=1013,
     ),
+    "tls plain": Case("protocol_error", head("GET /"), config="tls", warns=True),
+    "tls silent": Case("timeout", b"", config="tls", warns=True),
     "per address": Case(
         "per_address",
         head("GET /"),
@@ -209,6 +212,12 @@ async def test_each_refusal_is_counted_and_logs_one_debug_line_without_secrets(
     config = case.config
     if config == "users":
         config = auth_yaml(tmp_path)
+    elif config == "tls":
+        make_ca(tmp_path)
+        make_leaf(tmp_path, "leaf")
+        tls = f"{{certificate: {tmp_path}/leaf.pem, key: {tmp_path}/leaf.key}}"
+        config = f"server: {{listen: 127.0.0.1, port: 0, request_timeout: 0.3, tls: {tls}}}\n"
+        config += CAMERA
     elif config.startswith("server:") or not config:
         config += CAMERA
     rd = await start_daemon(config)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
@@ -217,3 +218,34 @@ async def _run_hook(
     async with asyncio.timeout(timeout(10)):
         while await asyncio.to_thread(served_certificate, port, tmp_path / "ca.pem") != expected:
             await asyncio.sleep(0.1)
+
+
+async def test_a_silent_client_does_not_hold_up_other_handshakes(
+    start_daemon: Any, tmp_path: Path
+) -> None:
+    """Clients that connect and send nothing wait out their handshake bound alone: another
+    client's TLS handshake is answered meanwhile, and a shutdown closes them at once."""
+    make_ca(tmp_path)
+    make_leaf(tmp_path, "leaf")
+    rd = await start_daemon(
+        f"server: {{listen: 127.0.0.1, port: 0, request_timeout: {timeout(60)},"
+        f" tls: {{certificate: {tmp_path}/leaf.pem, key: {tmp_path}/leaf.key}}}}\n"
+    )
+    silent = [socket.create_connection(("127.0.0.1", rd.port)) for _ in range(3)]
+    server = rd.daemon.server
+    async with asyncio.timeout(timeout(10)):
+        while len(server.connections) < 3:
+            await asyncio.sleep(0.01)
+    # Well inside the 60 s the silent ones may take: with the handshakes in the accept
+    # loop, this one waited for all three.
+    der = await asyncio.wait_for(
+        asyncio.to_thread(served_certificate, rd.port, tmp_path / "ca.pem"), timeout(10)
+    )
+    assert der == fingerprint(tmp_path / "leaf.pem")
+    # Shutdown does not wait for them either: each is closed at once.
+    assert await rd.stop() == 0
+    for sock in silent:
+        with sock:
+            sock.settimeout(timeout(10))
+            with contextlib.suppress(ConnectionResetError):
+                assert sock.recv(100) == b""
