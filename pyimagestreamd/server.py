@@ -1,12 +1,10 @@
 """Server: the one port every client talks to — listening sockets, accepting, shutdown.
 
 The front door of the data flow. It binds the listening socket(s) (listeners.py: `listen:
-"::"` is dual-stack, one IPv6 socket with IPV6_V6ONLY cleared also takes IPv4), accepts
-connections itself, refuses an address that already holds its share (`max_clients_per_address` open
-connections, `max_pending_per_address` still sending a request; `trusted_proxies` are
-exempt) before any byte is read, and makes every other socket an HTTP `Connection`
-(httpd.py), whose requests the `Router` (routes.py) answers. If the process runs out of
-file descriptors, accepting pauses briefly and one rate-limited line says so.
+"::"` is dual-stack, one IPv6 socket with IPV6_V6ONLY cleared also takes IPv4) and runs an
+accept loop on each (admission.py: per-address limits before any byte is read, the TLS
+handshake, then an HTTP `Connection`, httpd.py, whose requests the `Router`, routes.py,
+answers), and shuts all of it down in order.
 
 It also holds what the handlers share: the config, the camera runners, the statistics (and
 `refused`, the one way a refusal is counted and logged) and the registry of streaming
@@ -16,23 +14,20 @@ clients (for `max_clients` and shutdown). Event-loop thread only.
 from __future__ import annotations
 
 import asyncio
-import collections
-import errno
 import logging
 import socket
-import ssl
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
-from pyimagestreamd import pacing
+from pyimagestreamd.admission import Admission
 from pyimagestreamd.config import Config
 from pyimagestreamd.httpd import Connection
 from pyimagestreamd.listeners import bind, listening_text
 from pyimagestreamd.metrics import make_registry
 from pyimagestreamd.ratelimit import RateLimitedLog
 from pyimagestreamd.redirect import Redirect
-from pyimagestreamd.routes import Handler, Router
+from pyimagestreamd.routes import Router
 from pyimagestreamd.runner import CameraRunner
 from pyimagestreamd.stats import ServerStats
 from pyimagestreamd.tls import ServerTLS
@@ -44,10 +39,6 @@ log = logging.getLogger(__name__)
 # How the daemon starts a task it supervises: a name for the log, and the coroutine.
 Spawn = Callable[[str, Coroutine[Any, Any, None]], "asyncio.Task[None]"]
 
-# After an accept error for lack of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM): wait this
-# long before the next accept, so slow connections can time out and free descriptors.
-ACCEPT_PAUSE = 0.5
-RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 # How long shutdown waits for clients to finish their closing handshake before dropping them.
 CLOSE_TIMEOUT = 3.0
 
@@ -72,15 +63,13 @@ class StreamServer:
         # Streaming clients (WebSocket and MJPEG) and the camera each watches.
         self.clients: dict[Connection, str] = {}
         self.websockets: dict[Connection, WebSocket] = {}
-        self._per_address: collections.Counter[str] = collections.Counter()
-        self._pending: collections.Counter[str] = collections.Counter()
+        # Who gets in, and each accepted socket made a Connection (admission.py).
+        self.admission = Admission(self)
         self._sockets: list[socket.socket] = []
         # The plain-HTTP listener that only redirects to HTTPS (server.tls.redirect_from).
         self._redirect_sockets: list[socket.socket] = []
         self.redirect = Redirect(self)
         self._accepting: list[asyncio.Task[None]] = []
-        # TLS handshakes under way, each in its task (bounded by request_timeout).
-        self._handshakes: set[asyncio.Task[None]] = set()
         self._closing: set[asyncio.Future[None]] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -109,11 +98,11 @@ class StreamServer:
         )
         for sock in self._sockets:
             where = sock.getsockname()[0]
-            accept = self._accept(sock, self.router, secure=self.tls is not None)
+            accept = self.admission.accept(sock, self.router, secure=self.tls is not None)
             self._accepting.append(start(f"server accept on {where}", accept))
         for sock in self._redirect_sockets:
             where = sock.getsockname()[0]
-            accept = self._accept(sock, self.redirect, secure=False)
+            accept = self.admission.accept(sock, self.redirect, secure=False)
             self._accepting.append(start(f"server redirect accept on {where}", accept))
         log.info("%s", listening_text(self._sockets))
         if self._redirect_sockets:
@@ -142,8 +131,7 @@ class StreamServer:
             self._revalidator.cancel()
         for sock in (*self._sockets, *self._redirect_sockets):
             sock.close()
-        for task in list(self._handshakes):
-            task.cancel()
+        handshakes = self.admission.cancel_handshakes()
         closing = [
             asyncio.ensure_future(ws.close(CLOSE_GOING_AWAY, "server shutting down"))
             for ws in list(self.websockets.values())
@@ -152,7 +140,7 @@ class StreamServer:
             if conn not in self.websockets:
                 conn.close()
         tasks = [c.task for c in self.connections if c.task is not None]
-        tasks += self._handshakes
+        tasks += handshakes
         if tasks or closing:
             await asyncio.wait([*tasks, *closing], timeout=CLOSE_TIMEOUT)
         self.abort_all()
@@ -205,117 +193,15 @@ class StreamServer:
             else:
                 conn.close()
 
-    # -- accepting -------------------------------------------------------------------------
-
-    async def _accept(self, listener: socket.socket, handler: Handler, secure: bool) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                sock, addr = await loop.sock_accept(listener)
-            except OSError as exc:
-                if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
-                    continue  # the client gave up before we got to it
-                self.stats.refused("accept_error")
-                self.warnings.error(
-                    f"accept:{exc.errno}",
-                    "cannot accept connections: %s; pausing for %g s",
-                    exc.strerror or exc,
-                    ACCEPT_PAUSE,
-                )
-                await asyncio.sleep(ACCEPT_PAUSE)
-                continue
-            try:
-                await self._admit(sock, addr, handler, secure)
-            except OSError as exc:
-                sock.close()
-                self.warnings.warning("admit", "cannot set up a connection: %s", exc)
-
-    async def _admit(
-        self,
-        sock: socket.socket,
-        addr: tuple[str, int] | tuple[str, int, int, int],
-        handler: Handler,
-        secure: bool,
-    ) -> None:
-        host = str(addr[0])
-        if host.startswith("::ffff:") and "." in host:
-            host = host[len("::ffff:") :]  # IPv4 through the dual-stack socket
-        srv = self.config.server
-        if host not in srv.trusted_proxies and (
-            self._per_address[host] >= srv.max_clients_per_address
-            or self._pending[host] >= srv.max_pending_per_address
-        ):
-            self.refused(host, "per_address", f"it holds {self._per_address[host]} connections")
-            self.warnings.warning(
-                "per_address",
-                "refused a connection from %s: it holds %d connections"
-                " (server.max_clients_per_address %d, max_pending_per_address %d)",
-                host,
-                self._per_address[host],
-                srv.max_clients_per_address,
-                srv.max_pending_per_address,
-            )
-            sock.close()
-            return
-        pacing.configure(sock)
-        conn = Connection(self, host, handler, secure)
-        self.connections.add(conn)
-        self._per_address[host] += 1
-        self._pending[host] += 1
-        self.stats.connected()
-        if secure and self.tls is not None:
-            # The TLS handshake runs in a task of its own: awaited here, it held up the
-            # accept loop, so that one client sending nothing kept everyone else out for
-            # request_timeout (the handshake's bound).
-            task = asyncio.ensure_future(self._handshake(conn, sock, self.tls.context))
-            self._handshakes.add(task)
-            task.add_done_callback(self._handshakes.discard)
-            return
-        try:
-            await asyncio.get_running_loop().connect_accepted_socket(lambda: conn, sock)
-        except BaseException:
-            self.connection_done(conn)
-            raise
-
-    async def _handshake(
-        self, conn: Connection, sock: socket.socket, context: ssl.SSLContext
-    ) -> None:
-        """Set up a TLS connection; a failed or late handshake is a refusal (counted, logged)."""
-        try:
-            await asyncio.get_running_loop().connect_accepted_socket(
-                lambda: conn,
-                sock,
-                ssl=context,
-                ssl_handshake_timeout=self.config.server.request_timeout,
-            )
-        except OSError as exc:
-            # Plain HTTP on the TLS port, a client that does not trust us, or silence:
-            # asyncio aborts a handshake that takes longer than its timeout.
-            self.connection_done(conn)
-            sock.close()
-            late = isinstance(exc, TimeoutError | ConnectionAbortedError)
-            self.refused(conn.peer, "timeout" if late else "protocol_error", f"TLS: {exc}")
-            self.warnings.warning(
-                "tls-handshake", "refused a connection from %s: TLS: %s", conn.peer, exc
-            )
-        except BaseException:
-            self.connection_done(conn)
-            sock.close()
-            raise
-
     def pending_changed(self, conn: Connection, pending: bool) -> None:
-        self._pending[conn.peer] += 1 if pending else -1
-        if self._pending[conn.peer] <= 0:
-            del self._pending[conn.peer]
+        """A connection started (True) or finished (False) sending a request head."""
+        self.admission.pending_changed(conn, pending)
 
     def connection_done(self, conn: Connection) -> None:
+        """A connection ended: out of the registries and the per-address counts."""
         if conn not in self.connections:
             return
         self.connections.discard(conn)
         self.clients.pop(conn, None)
         self.websockets.pop(conn, None)
-        for table, counted in ((self._per_address, True), (self._pending, conn.is_pending)):
-            if counted:
-                table[conn.peer] -= 1
-                if table[conn.peer] <= 0:
-                    del table[conn.peer]
+        self.admission.forget(conn)

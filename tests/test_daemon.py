@@ -17,9 +17,9 @@ import pytest
 from conftest import TOP, make_config, spawn_daemon, timeout, ws_connect
 
 import pyimagestreamd.daemon
+from pyimagestreamd.admission import Admission
 from pyimagestreamd.daemon import Daemon
 from pyimagestreamd.runner import CameraRunner
-from pyimagestreamd.server import StreamServer
 
 CAMS = "cameras:\n  cam: {width: 64, height: 48, fps: 20, stop_delay: 0}\n"
 
@@ -70,10 +70,10 @@ async def test_accept_loop_that_raises_exits_1(
 ) -> None:
     """The server's accept loop failing ends the daemon (exit 1), not a daemon nobody reaches."""
 
-    async def broken(self: StreamServer, *args: object, **kwargs: object) -> None:
+    async def broken(self: Admission, *args: object, **kwargs: object) -> None:
         raise RuntimeError("accept broke")
 
-    monkeypatch.setattr(StreamServer, "_accept", broken)
+    monkeypatch.setattr(Admission, "accept", broken)
     assert await run_until_exit(Daemon(make_config(CAMS))) == 1
     failed = [r for r in caplog.records if "failed unexpectedly" in r.getMessage()]
     assert failed and "core task server accept on" in failed[0].getMessage()
