@@ -11,8 +11,13 @@ queue (1000 packets) and with a shallow one (`limit 50`).
 Per link, in one run and in this order: µStreamer's `/stream`, our `/stream.mjpg` (when
 this build serves it), our WebSocket original protocol (one request in flight), protocol 2
 with web/flow.js choosing the window (under Node; its decisions are printed as trace lines,
-once a second and at each change of window), and protocol 2 with fixed windows. Each case: BENCH_SECONDS (default 60) measured after a WARMUP that is
-not counted; between cases the link's queues are left to drain.
+once a second and at each change of window), and protocol 2 with fixed windows
+(BENCH_WINDOWS, default 1,2,4). Each case: BENCH_SECONDS (default 60) measured after a
+WARMUP that is not counted; between cases the link's queues are left to drain. BENCH_ROUNDS=N repeats the protocol-2 cases (flow.js and the fixed windows) N
+times per link in alternating order (the reverse every other round), and ends with a table
+of their medians and ranges: one run differs from the next by about the gaps between them.
+Each protocol-2 case also prints when its oldest 5% of frames arrived (its "tail" line), to
+tell a start-up ramp or a cut from noise spread over the minute.
 
 Frame age = arrival time - capture time, both on the guest's clock (namespaces share
 clocks): µStreamer's grab time is CLOCK_MONOTONIC_RAW and is compared with that clock, ours
@@ -41,6 +46,7 @@ from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "guest"))
@@ -54,6 +60,8 @@ SECONDS = float(os.environ.get("BENCH_SECONDS") or 60)
 # windows), for a shorter run after a change to one of them; `flow,windows` compares the
 # browser's policy with the fixed windows.
 ONLY = {k for k in (os.environ.get("BENCH_ONLY") or "").split(",") if k}
+ROUNDS = int(os.environ.get("BENCH_ROUNDS") or 1)
+FIXED_WINDOWS = tuple(int(n) for n in (os.environ.get("BENCH_WINDOWS") or "1,2,4").split(","))
 
 
 def wanted(kind: str) -> bool:
@@ -65,7 +73,6 @@ NETNS = "pis-client"
 SERVER_IF, CLIENT_IF = "pis-srv", "pis-cli"
 SERVER_IP, CLIENT_IP = "10.77.0.1", "10.77.0.2"
 USTREAMER_PORT = 8081
-FIXED_WINDOWS = (1, 2, 4)
 CLIP_PERIOD = 3.0  # the clip: 90 distinct frames at 30 fps
 CLIENTS = Path(__file__).resolve().parent / "guest" / "linkclients.py"
 
@@ -216,6 +223,8 @@ def main() -> None:
     vmlib.load_v4l2loopback()
     setup_network()
     rows: list[Row] = []
+    # Per link and client: each round's row and ages, for the medians over rounds.
+    rounds: dict[tuple[Link, str], list[tuple[Row, list[float]]]] = defaultdict(list)
     tmp = Path(tempfile.mkdtemp())
     camera = vmlib.camera_yaml("cam", source=vmlib.LOOP_MJPEG, width=1920, height=1080,
                                fps=30, stop_delay=0.5)  # fmt: skip
@@ -255,15 +264,20 @@ def main() -> None:
                         r.note += f"; {unmatched} frames unmatched"
                     rows.append(r)
                     drain()
-                if wanted("flow"):
-                    got = watch("flow", ws_url)
-                    rows.append(row(link, "ours WS protocol 2, flow.js", got))
-                    print_trace(link, "flow.js", got)
-                    drain()
+                cases = [("flow", "ours WS protocol 2, flow.js")] if wanted("flow") else []
                 if wanted("windows"):
-                    for n in FIXED_WINDOWS:
-                        rows.append(row(link, f"ours WS protocol 2, window {n}",
-                                        watch(f"window:{n}", ws_url)))  # fmt: skip
+                    cases += [(f"window:{n}", f"ours WS protocol 2, window {n}")
+                              for n in FIXED_WINDOWS]  # fmt: skip
+                for turn in range(ROUNDS):
+                    # Alternating, so that no client always comes first (or last) on a link.
+                    for kind, who in cases if turn % 2 == 0 else cases[::-1]:
+                        got = watch(kind, ws_url)
+                        named = who + (f", round {turn + 1}" if ROUNDS > 1 else "")
+                        rows.append(row(link, named, got))
+                        rounds[(link, who)].append((rows[-1], got.get("ages", [])))
+                        if kind == "flow":
+                            print_trace(link, named, got)
+                        print_tail(link, named, got)
                         drain()
         finally:
             daemon.stop()
@@ -271,7 +285,42 @@ def main() -> None:
     print(f"{SECONDS:g} s per case, guest under {os.environ.get('PYIMAGESTREAM_VM_ACCEL', 'tcg').upper()}; "
           "age in seconds, capture to arrival:")  # fmt: skip
     print_table("client", rows)
+    if ROUNDS > 1:
+        print_rounds(rounds)
     print("bench-link: done")
+
+
+def print_tail(link: Link, who: str, got: dict[str, Any]) -> None:
+    """When the case's oldest 5% of frames arrived (s since it connected, as the trace)."""
+    ages, at = got.get("ages", []), got.get("age_at", [])
+    if not ages or len(at) != len(ages):
+        return
+    p95 = percentile(ages, 0.95)
+    tail = " ".join(f"{t:.1f}:{a * 1000:.0f}" for t, a in zip(at, ages, strict=True) if a >= p95)
+    print(f"bench-link: tail {link.name}, {who}: p95 {p95 * 1000:.0f} ms, "
+          f"frames at or over it (s:ms): {tail}", flush=True)  # fmt: skip
+
+
+def print_rounds(rounds: dict[tuple[Link, str], list[tuple[Row, list[float]]]]) -> None:
+    """Medians of the rounds per client, [range], and p95 over all rounds' frames pooled."""
+    print()
+    print(f"Medians of {ROUNDS} alternating rounds [min-max]; pooled: p95 of all rounds' frames:")
+    print()
+    print("| link (50 ms each way) | client | fps | age p50 | p95 | max | link use | p95 pooled |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+
+    def spread(values: list[float], fmt: str) -> str:
+        return f"{median(values):{fmt}} [{min(values):{fmt}}-{max(values):{fmt}}]"
+
+    for (link, who), got in rounds.items():
+        rs = [r for r, _ in got if r.fps]
+        if not rs:
+            continue
+        pooled = percentile([a for _, ages in got for a in ages], 0.95)
+        print(f"| {link.name} | {who} | {spread([r.fps for r in rs], '.2f')} | "
+              f"{spread([r.p50 for r in rs], '.3f')} | {spread([r.p95 for r in rs], '.3f')} | "
+              f"{spread([r.max for r in rs], '.3f')} | {spread([100 * r.use for r in rs], '.0f')}% | "
+              f"{pooled:.3f} |")  # fmt: skip
 
 
 def print_trace(link: Link, who: str, got: dict[str, Any]) -> None:

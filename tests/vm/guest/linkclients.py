@@ -52,6 +52,9 @@ class Tally:
         self.frames = 0
         self.bytes = 0
         self.ages: list[float] = []
+        self.age_at: list[
+            float
+        ] = []  # when each of `ages` arrived, s since the start (as the trace)
         self.arrivals: list[tuple[float, str]] = []  # (wall time, md5): `original` only
 
     @property
@@ -68,11 +71,12 @@ class Tally:
             self.bytes += size
             if age is not None:
                 self.ages.append(age)
+                self.age_at.append(time.monotonic() - self.started_at)
 
     def result(self) -> dict[str, Any]:
         seconds = time.monotonic() - self.measure_from
         return {"frames": self.frames, "bytes": self.bytes, "seconds": seconds,
-                "ages": self.ages, "arrivals": self.arrivals}  # fmt: skip
+                "ages": self.ages, "age_at": self.age_at, "arrivals": self.arrivals}  # fmt: skip
 
 
 def mjpeg(url: str, tally: Tally) -> None:
