@@ -297,8 +297,8 @@ def print_tail(link: Link, who: str, got: dict[str, Any]) -> None:
         return
     p95 = percentile(ages, 0.95)
     tail = " ".join(f"{t:.1f}:{a * 1000:.0f}" for t, a in zip(at, ages, strict=True) if a >= p95)
-    print(f"bench-link: tail {link.name}, {who}: p95 {p95 * 1000:.0f} ms, "
-          f"frames at or over it (s:ms): {tail}", flush=True)  # fmt: skip
+    print(f"bench-link: tail {link.name}, {who}: first frame at {got.get('first', float('nan')):.2f} s, "
+          f"p95 {p95 * 1000:.0f} ms, frames at or over it (s:ms): {tail}", flush=True)  # fmt: skip
 
 
 def print_rounds(rounds: dict[tuple[Link, str], list[tuple[Row, list[float]]]]) -> None:

@@ -5,6 +5,7 @@
 // Reads one JSON object per line on stdin and answers each with one line
 // {"window": N, "outstanding": M, "state": {cwnd, needed, queueDelay, transfer, rtt, ...}}
 // (state: the policy's inputs, for the bench's trace). The calls are the ones web/stream.js makes:
+//   {"op": "ping"}                                                   nothing (an answer: ready)
 //   {"op": "hello", "window": W, "live": bool, "handshakeMs": ms}   new FlowControl(...)
 //   {"op": "credits", "now": ms, "n": K}                             K x creditSent(now)
 //   {"op": "frame", "meta": {...}, "now": ms, "bytes": B}            frameArrived(meta, now, B)
@@ -22,7 +23,9 @@ const { FlowControl } = await import(
 let flow = new FlowControl();
 for await (const line of createInterface({ input: process.stdin })) {
   const call = JSON.parse(line);
-  if (call.op === "hello") {
+  if (call.op === "ping") {
+    // Nothing to do: the answer below says flow.js is loaded.
+  } else if (call.op === "hello") {
     flow = new FlowControl(call.window, call.live, call.handshakeMs);
   } else if (call.op === "credits") {
     for (let i = 0; i < call.n; i += 1) flow.creditSent(call.now);

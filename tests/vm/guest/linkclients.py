@@ -17,7 +17,9 @@ Kinds:
 - `window:N`: protocol 2 keeping N credits outstanding.
 - `flow`: protocol 2 with the window chosen by web/flow.js itself, run under Node
   (flowdriver.mjs), fed the same calls web/stream.js makes: hello, creditSent, frameArrived (with the
-  message's size).
+  message's size). Node is started, and has loaded flow.js, before the case's clock starts:
+  a page has its scripts before it opens the WebSocket, and under TCG Node's start-up takes
+  seconds, which would otherwise come out of this client's warm-up and measured minute only.
 
 All clocks are the guest's: namespaces share them.
 """
@@ -52,9 +54,9 @@ class Tally:
         self.frames = 0
         self.bytes = 0
         self.ages: list[float] = []
-        self.age_at: list[
-            float
-        ] = []  # when each of `ages` arrived, s since the start (as the trace)
+        # When each of `ages` arrived, s since the start (as the trace's t).
+        self.age_at: list[float] = []
+        self.first_at = float("nan")  # the first frame's arrival, s since the start
         self.arrivals: list[tuple[float, str]] = []  # (wall time, md5): `original` only
 
     @property
@@ -66,6 +68,8 @@ class Tally:
         return time.monotonic() >= self.deadline
 
     def add(self, size: int, age: float | None) -> None:
+        if self.first_at != self.first_at:  # NaN: this is the first
+            self.first_at = time.monotonic() - self.started_at
         if self.measuring:
             self.frames += 1
             self.bytes += size
@@ -76,7 +80,8 @@ class Tally:
     def result(self) -> dict[str, Any]:
         seconds = time.monotonic() - self.measure_from
         return {"frames": self.frames, "bytes": self.bytes, "seconds": seconds,
-                "ages": self.ages, "age_at": self.age_at, "arrivals": self.arrivals}  # fmt: skip
+                "ages": self.ages, "age_at": self.age_at, "first": self.first_at,
+                "arrivals": self.arrivals}  # fmt: skip
 
 
 def mjpeg(url: str, tally: Tally) -> None:
@@ -139,7 +144,7 @@ class FlowDriver:
             ["node", str(HERE / "flowdriver.mjs"), str(FLOW_JS)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
         )  # fmt: skip
-        self.windows: list[int] = []
+        self.call("ping")  # answered once Node has started and loaded flow.js
 
     def call(self, op: str, **args: Any) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -154,9 +159,10 @@ class FlowDriver:
         self.proc.wait()
 
 
-def protocol2(url: str, tally: Tally, window: int | None) -> dict[str, Any]:
-    """Protocol 2 with a fixed window, or with flow.js's (window None)."""
-    flow = FlowDriver() if window is None else None
+def protocol2(
+    url: str, tally: Tally, window: int | None, flow: FlowDriver | None
+) -> dict[str, Any]:
+    """Protocol 2 with a fixed window, or with flow.js's (window None, `flow` started)."""
     opening = time.time()
     windows: list[int] = []
     # flow.js's decisions over time: every change of window, and once a second, with the
@@ -207,6 +213,7 @@ def protocol2(url: str, tally: Tally, window: int | None) -> dict[str, Any]:
 
 def main() -> None:
     kind, url, seconds, warmup = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+    flow = FlowDriver() if kind == "flow" else None  # ready before the clock starts
     tally = Tally(warmup, seconds)
     extra: dict[str, Any] = {}
     if kind == "mjpeg":
@@ -214,9 +221,9 @@ def main() -> None:
     elif kind == "original":
         original(url, tally)
     elif kind == "flow":
-        extra = protocol2(url, tally, None)
+        extra = protocol2(url, tally, None, flow)
     elif kind.startswith("window:"):
-        extra = protocol2(url, tally, int(kind.split(":", 1)[1]))
+        extra = protocol2(url, tally, int(kind.split(":", 1)[1]), None)
     else:
         sys.exit(f"linkclients: unknown kind {kind!r}")
     print(json.dumps({**tally.result(), **extra}))
