@@ -170,22 +170,25 @@ class MessageReader:
 
     def _events(self) -> None:
         for frame in self.protocol.events_received():
-            if isinstance(frame, Frame):
-                self._on_frame(frame)
+            if isinstance(frame, Frame) and not self._on_frame(frame):
+                # We failed the connection (1007): RFC 6455 7.1.7 says to process nothing
+                # more from the client, so frames parsed in the same read are dropped too.
+                return
 
-    def _on_frame(self, frame: Frame) -> None:
+    def _on_frame(self, frame: Frame) -> bool:
+        """Handle one frame; False when it made us fail the connection."""
         opcode = frame.opcode
         if opcode is Opcode.TEXT or opcode is Opcode.BINARY or opcode is Opcode.CONT:
             if opcode is not Opcode.CONT:
                 self._fragment_opcode = opcode
             self._fragments.append(frame.data)
             if not frame.fin:
-                return  # max_size bounds the sum of the fragments
+                return True  # max_size bounds the sum of the fragments
             data = b"".join(bytes(f) for f in self._fragments)
             self._fragments.clear()
             if self._fragment_opcode is Opcode.BINARY:
                 self.on_message(data)
-                return
+                return True
             # websockets' sans-I/O layer leaves UTF-8 to its caller.
             try:
                 text = data.decode()
@@ -194,7 +197,8 @@ class MessageReader:
                     self.protocol.fail(
                         CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}"
                     )
-                return
+                return False
             self.on_message(text)
         else:
             self.on_control(frame)
+        return True

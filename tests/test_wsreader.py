@@ -13,7 +13,7 @@ import os
 import struct
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
@@ -48,6 +48,7 @@ class Plain:
         self.events: list[Event] = []
         self._parts: list[bytes] = []
         self._opcode = Opcode.TEXT
+        self._failed = False
 
     def receive_data(self, data: bytes) -> None:
         self.protocol.receive_data(data)
@@ -60,6 +61,10 @@ class Plain:
     def _collect(self) -> None:
         for frame in self.protocol.events_received():
             assert isinstance(frame, Frame)
+            if self._failed:
+                # RFC 6455 7.1.7: once failed, nothing more from the client is processed,
+                # not even frames websockets parsed in the same read.
+                break
             if frame.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
                 if frame.opcode is not Opcode.CONT:
                     self._opcode = frame.opcode
@@ -81,6 +86,7 @@ class Plain:
             # What websockets' own connections do with invalid text.
             if self.protocol.state is OPEN:
                 self.protocol.fail(1007, f"{exc.reason} at position {exc.start}")
+            self._failed = True
 
 
 class Ours:
@@ -181,6 +187,8 @@ streams = st.lists(
     cuts=st.lists(st.integers(0, 4000), max_size=8),
     eof=st.booleans(),
 )
+# Found by Hypothesis: invalid text (a 126-form header) and an empty text frame in one read.
+@example(stream=b"\x81\xfe\x00\x02\xbf=\xe7\xa2@\xc3\x81\x80\xdb\xf7j\xfe", cuts=[], eof=False)
 def test_reader_gives_what_websockets_gives_for_any_stream_cut_anywhere(
     stream: bytes, cuts: list[int], eof: bool
 ) -> None:
@@ -240,3 +248,17 @@ def test_unmasking_is_websockets_own() -> None:
     for size in range(130):
         data = os.urandom(size)
         assert apply_mask(data, mask) == reference_mask(data, mask)
+
+
+def test_nothing_after_invalid_text_in_the_same_read_is_delivered() -> None:
+    """Invalid UTF-8 fails the connection (1007); a credit right behind it is not acted on."""
+    for head_form in (0, 126):  # the fast path's header and websockets' own parse
+        ours = Ours()
+        ours.receive_data(
+            client_frame(0x1, b"caf\xc3", length_form=head_form)
+            + client_frame(0x1, b'{"type":"next"}')
+            + client_frame(0x9, b"ping")
+        )
+        assert ours.events == []
+        assert ours.protocol.close_sent is not None
+        assert ours.protocol.close_sent.code == 1007
