@@ -29,10 +29,6 @@ async def wait_ready(conn: Connection) -> bool:
     return not conn.closed.done()
 
 
-def count_sent(conn: Connection, hub: Hub, frame: Frame, nbytes: int, kind: str) -> None:
-    conn.server.stats.frame_sent(hub, frame, nbytes, kind)
-
-
 def send_if_ready(
     conn: Connection, hub: Hub, frame: Frame, write: Callable[[Frame], int], kind: str
 ) -> bool:
@@ -41,7 +37,7 @@ def send_if_ready(
     assert conn.gate is not None
     if conn.closed.done() or not conn.gate.ready_now():
         return False
-    count_sent(conn, hub, frame, write(frame), kind)
+    conn.server.stats.frame_sent(hub, frame, write(frame), kind)
     return True
 
 
@@ -59,5 +55,5 @@ async def send_newest(
     latest = hub.latest
     if latest is not None and latest.seq > frame.seq:
         frame = latest
-    count_sent(conn, hub, frame, write(frame), kind)
+    conn.server.stats.frame_sent(hub, frame, write(frame), kind)
     return frame

@@ -228,9 +228,8 @@ class Connection(asyncio.Protocol):
                 # Full (EAGAIN) or broken: asyncio's own send of it meets the same, and
                 # buffers the bytes or ends the connection as on any write.
                 sent = 0
-            rest = unsent_parts(parts, sent)
-            if rest:
-                transport.write(rest)
+            if sent < sum(map(len, parts)):  # the common case, all sent, without a loop
+                transport.write(unsent_parts(parts, sent))
         if transport.get_write_buffer_size() > MAX_PENDING_OUTPUT:
             self.abort("output_overflow")
 

@@ -88,7 +88,9 @@ class ServerStats:
             cam = self.cameras[hub.name] = CameraSent()
         cam.frames[kind] += 1
         cam.bytes[kind] += nbytes
-        age = max(0.0, time.monotonic() - frame.captured_at)
+        age = time.monotonic() - frame.captured_at
+        if not age > 0.0:  # max(0.0, age), without its keyword parsing on every frame sent
+            age = 0.0
         cam.age_sum += age
         # The first bound at or above the age (len(AGE_BUCKETS): above them all).
         cam.age_bucket_counts[bisect.bisect_left(AGE_BUCKETS, age)] += 1

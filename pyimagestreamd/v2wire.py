@@ -3,16 +3,19 @@
 Between the bytes a protocol-2 connection carries and its handler (ws_v2.py, which has the
 protocol's description): `parse_client_message` turns a client's message into a
 ClientMessage or a ClientProtocolError (fuzzed by the hostile-input suite), and
-`meta_template` / `fill_meta` make the JSON metadata in front of each frame's JPEG. No I/O,
-no state; any thread.
+`meta_template` / `fill_meta` make the JSON metadata in front of each frame's JPEG, and
+`frame_head` all of a frame message before the JPEG (WebSocket header, length, metadata).
+No I/O, no state; any thread.
 """
 
 from __future__ import annotations
 
 import json
+import struct
 from typing import NamedTuple
 
 from pyimagestreamd.frame import Frame
+from pyimagestreamd.wsframing import binary_header
 
 MESSAGE_TYPES = ("next", "pause", "resume", "size")
 # Widest "max_width" a client may ask for; wider frames than this are not made smaller.
@@ -79,7 +82,29 @@ def meta_template(camera_json: str, frame: Frame) -> bytes:
 
 def fill_meta(template: bytes, frame: Frame, now: float, held: float) -> bytes:
     """A `meta_template` of `frame` filled in at `now`, its credit `held` seconds."""
-    return template % (max(0.0, now - frame.captured_at), max(0.0, held))
+    # Not max(0.0, x), which parses keyword arguments on every call: two of these per frame.
+    age = now - frame.captured_at
+    return template % (age if age > 0.0 else 0.0, held if held > 0.0 else 0.0)
+
+
+def frame_head(template: bytes, frame: Frame, now: float, held: float) -> bytes:
+    """Everything of one frame message in front of its JPEG, made in one step: the
+    WebSocket frame header (wsframing.binary_header), the 4-byte length of the metadata
+    and the metadata (`fill_meta`). Followed by `frame.jpeg`, it is the whole frame."""
+    meta = fill_meta(template, frame, now, held)
+    size = 4 + len(meta) + len(frame.jpeg)
+    # Camera frames have a 64-bit or a 16-bit length: one pack for both headers.
+    if size >= 1 << 16:
+        return _HEAD_64.pack(0x82, 127, size, len(meta)) + meta
+    if size >= 126:
+        return _HEAD_16.pack(0x82, 126, size, len(meta)) + meta
+    return binary_header(size) + len(meta).to_bytes(4, "big") + meta
+
+
+# A binary frame's header with a 64-bit or 16-bit length (RFC 6455 5.2), then the
+# metadata's length.
+_HEAD_64 = struct.Struct("!BBQI")
+_HEAD_16 = struct.Struct("!BBHI")
 
 
 def frame_meta(camera_json: str, frame: Frame, now: float, held: float = 0.0) -> bytes:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import struct
 import time
 import weakref
 from collections import deque
@@ -44,7 +43,7 @@ from pyimagestreamd.v2wire import (
     NEXT_TEXTS,
     ClientMessage,
     ClientProtocolError,
-    fill_meta,
+    frame_head,
     frame_meta,
     meta_template,
     parse_client_message,
@@ -162,10 +161,15 @@ class ProtocolV2:
         """In the hub's publish: what the task would do on waking for `frame`, if that is only
         reading credits and sending it; False (the task's turn) for anything else."""
         ws = self.ws
-        self._read_deferred()
+        # _read_deferred, spelled out: this runs for every frame of every pushed client.
+        self._reading = True
+        try:
+            deferred = ws.read_deferred()
+        finally:
+            self._reading = False
         if (
-            ws.messages
-            or not ws.input_deferred
+            not deferred
+            or ws.messages
             or not ws.is_open
             or self.hub.state_version != self.reported_version
             or not self.credit_times
@@ -204,11 +208,8 @@ class ProtocolV2:
         latest = self.hub.latest
         if not self._reading and latest is not None and latest.seq > self.last_seq:
             return False
-        self._add_credit()
-        return True
-
-    def _add_credit(self) -> None:
         self.credit_times.append(time.monotonic())
+        return True
 
     def _watch(self, watching: bool) -> None:
         if watching and not self.watching:
@@ -224,7 +225,7 @@ class ProtocolV2:
         elif kind == "next":
             if self.credits >= MAX_WINDOW:
                 raise ClientProtocolError(f"more than {MAX_WINDOW} frame requests outstanding")
-            self._add_credit()
+            self.credit_times.append(time.monotonic())
             self._watch(True)  # a request is as good as a resume
         elif kind == "pause":
             self.credit_times.clear()
@@ -242,9 +243,10 @@ class ProtocolV2:
         # Sent only with a credit in hand (run() checks): the oldest is the one answered.
         credit_at = self.credit_times.popleft() if self.credit_times else now
         template = self.hub.serialized(frame, "websocket-v2-meta", self._make_meta)
-        meta = fill_meta(template, frame, now, now - credit_at)
         self.last_seq = frame.seq
-        return self.ws.send_binary((struct.pack(">I", len(meta)) + meta, frame.jpeg))
+        return self.ws.send_framed_parts(
+            frame_head(template, frame, now, now - credit_at), frame.jpeg
+        )
 
 
 # What the wire format module holds, importable from here as before the split.

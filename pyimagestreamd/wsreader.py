@@ -66,15 +66,41 @@ class MessageReader:
         self._fragments: list[bytes | bytearray | memoryview] = []
         self._fragment_opcode = Opcode.TEXT
 
-    def receive_data(self, data: bytes) -> None:
-        """Take the bytes the client sent; call back with what they complete."""
+    def receive_data(self, data: bytes) -> bool:
+        """Take the bytes the client sent; call back with what they complete.
+
+        True if websockets was given any of them: only then can it have output to send
+        or a new state (what was read here alone changes neither).
+        """
         if self._passthrough:
             self._feed(data)
-            return
+            return True
         if self._partial:
             data = self._partial + data
             self._partial = b""
-        self._split(data)
+        elif (
+            # The commonest input of all, one credit: exactly one whole frame that `_split`
+            # would read here (below), read without cutting. Any other bytes, and this
+            # frame whenever `_split` would not read it itself, go to `_split`.
+            6 <= (size := len(data)) <= 131
+            and (data[0] == 0x81 or data[0] == 0x82)  # FIN, no RSV bit, text or binary
+            and data[1] == 0x80 | (size - 6)  # masked, its length is the rest of `data`
+            and size - 6 <= self.max_size
+            and self._fragmented is None
+            and self.protocol.state is OPEN
+        ):
+            payload = apply_mask(data[6:], data[2:6])
+            if data[0] == 0x82:
+                self.on_message(payload)
+                return False
+            try:
+                text = payload.decode()
+            except UnicodeDecodeError:
+                pass  # `_split` fails the connection as it does for such a frame
+            else:
+                self.on_message(text)
+                return False
+        return self._split(data)
 
     def receive_eof(self) -> None:
         """The client is done sending: websockets gets the end.
@@ -86,11 +112,13 @@ class MessageReader:
             self.protocol.receive_eof()
             self._events()
 
-    def _split(self, data: bytes) -> None:
+    def _split(self, data: bytes) -> bool:
+        # True if websockets was given bytes (see receive_data).
         view = memoryview(data)
         end = len(data)
         pos = 0
         raw_from = 0  # start of the frames not yet given to websockets
+        fed = False
         while end - pos >= 2:
             first, second = data[pos], data[pos + 1]
             if first & 0x0F not in _OPCODES or not second & 0x80:
@@ -98,7 +126,7 @@ class MessageReader:
                 # first two bytes: it gets them now, not once the frame is whole.
                 self._passthrough = True
                 self._feed(view[raw_from:])
-                return
+                return True
             length = second & 0x7F
             header = 2  # then the mask, 4 bytes
             if length == 126:
@@ -116,7 +144,7 @@ class MessageReader:
                 # websockets refuses it (1009) once it has the length, before the mask.
                 self._passthrough = True
                 self._feed(view[raw_from:])
-                return
+                return True
             header += 4
             frame_end = pos + header + length
             if frame_end > end:
@@ -137,14 +165,15 @@ class MessageReader:
                         # and all that follows, as it would have without us.
                         self._passthrough = True
                         self._feed(view[raw_from:])
-                        return
+                        return True
                 if raw_from < pos:
                     self._feed(view[raw_from:pos])
+                    fed = True
                     if self.protocol.state is not OPEN:
                         # What came before ended the connection (a close, an error):
                         # websockets gets the rest too, and discards it as it always did.
                         self._feed(view[pos:end])
-                        return
+                        return True
                 self.on_message(message)
                 pos = raw_from = frame_end
                 continue
@@ -152,8 +181,10 @@ class MessageReader:
             pos = frame_end
         if raw_from < pos:
             self._feed(view[raw_from:pos])
+            fed = True
         if pos < end:
             self._partial = bytes(view[pos:end])
+        return fed
 
     def _track_fragments(self, first: int, length: int) -> None:
         # What websockets' own count of a fragmented message will be once it has this frame;

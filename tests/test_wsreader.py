@@ -102,14 +102,28 @@ class Ours:
             lambda f: self.events.append(("control", f.opcode, bytes(f.data))),
         )
 
+        # What receive_data said and what websockets was given, for each piece.
+        self.said_fed: list[bool] = []
+        self.fed: list[bool] = []
+        receive = self.protocol.receive_data
+
+        def counted(data: bytes) -> None:
+            self.fed[-1] = True
+            receive(data)
+
+        self.protocol.receive_data = counted  # type: ignore[method-assign]
+
     def receive_data(self, data: bytes) -> None:
-        self.reader.receive_data(data)
+        self.fed.append(False)
+        self.said_fed.append(self.reader.receive_data(data))
 
     def receive_eof(self) -> None:
         self.reader.receive_eof()
 
 
 def assert_same(plain: Plain, ours: Ours) -> None:
+    # What wsconn relies on to skip websockets' output and state after a piece.
+    assert ours.said_fed == ours.fed
     assert ours.events == plain.events
     assert b"".join(ours.protocol.data_to_send()) == b"".join(plain.protocol.data_to_send())
     assert ours.protocol.state is plain.protocol.state
@@ -221,14 +235,63 @@ def test_small_messages_come_out_whole_one_byte_at_a_time(messages: list[bytes])
 def test_a_flood_of_credits_is_read_without_websockets_parser() -> None:
     """Small final masked text frames never reach websockets (what the fast path is for)."""
     ours = Ours()
-    fed: list[bytes] = []
-    receive = ours.protocol.receive_data
-    ours.protocol.receive_data = lambda data: (fed.append(data), receive(data))[1]  # type: ignore[method-assign]
     ours.receive_data(client_frame(0x1, b'{"type":"next"}') * 10_000)
-    assert len(ours.events) == 10_000
-    assert fed == []
+    ours.receive_data(client_frame(0x1, b'{"type":"next"}'))  # one alone: the quickest way
+    assert len(ours.events) == 10_001
+    assert ours.fed == ours.said_fed == [False, False]
     ours.receive_data(client_frame(0x9, b"ping"))  # a ping still goes to websockets
-    assert fed and ours.protocol.data_to_send()
+    assert ours.fed[-1] and ours.said_fed[-1] and ours.protocol.data_to_send()
+
+
+class SplitOnly(Ours):
+    """The reader with every piece cut by `_split`: what the one-frame shortcut stands for."""
+
+    def receive_data(self, data: bytes) -> None:
+        reader = self.reader
+        self.fed.append(False)
+        if reader._passthrough:
+            self.said_fed.append(reader.receive_data(data))
+            return
+        if reader._partial:
+            data, reader._partial = reader._partial + data, b""
+        self.said_fed.append(reader._split(data))
+
+
+one_frames = st.builds(
+    client_frame,
+    st.sampled_from([0x1, 0x2, 0x0, 0x9]) | st.integers(0, 15),
+    st.binary(max_size=127) | st.sampled_from([b'{"type":"next"}', b"\xff", b""]),
+    fin=st.booleans() | st.just(True),
+    rsv=st.just(0) | st.sampled_from([1, 4]),
+    masked=st.booleans() | st.just(True),
+    length_form=st.just(0) | st.sampled_from([126, 127]),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    before=st.lists(st.one_of(common_frames, close_frames), max_size=3).map(b"".join),
+    frames=st.lists(one_frames, min_size=1, max_size=4),
+    max_size=st.sampled_from([MAX_MESSAGE_SIZE, 125, 16, 15, 3, 0]),
+)
+def test_one_whole_frame_is_read_as_cutting_it_reads_it(
+    before: bytes, frames: list[bytes], max_size: int
+) -> None:
+    """A piece that is one whole frame gives the same messages, output, state and "fed"
+    answer as `_split` gives it, whatever the frame, the size limit and what came before
+    (a fragmented message under way, a close, a failed connection)."""
+    fast, cut = Ours(), SplitOnly()
+    for reader in (fast, cut):
+        reader.reader.max_size = max_size
+        reader.receive_data(before)
+    for frame in frames:
+        fast.receive_data(frame)
+        cut.receive_data(frame)
+        assert fast.said_fed == cut.said_fed
+        assert fast.events == cut.events
+        assert b"".join(fast.protocol.data_to_send()) == b"".join(cut.protocol.data_to_send())
+        assert fast.protocol.state is cut.protocol.state
+        assert fast.protocol.close_sent == cut.protocol.close_sent
 
 
 def test_a_huge_declared_length_is_refused_at_its_header() -> None:
