@@ -205,9 +205,10 @@ class ProtocolV2:
             return False
         if not self.watching or len(self.credit_times) >= MAX_WINDOW:
             return False
-        latest = self.hub.latest
-        if not self._reading and latest is not None and latest.seq > self.last_seq:
-            return False
+        if not self._reading:
+            latest = self.hub.latest
+            if latest is not None and latest.seq > self.last_seq:
+                return False
         self.credit_times.append(time.monotonic())
         return True
 

@@ -83,14 +83,14 @@ class MessageReader:
             # would read here (below), read without cutting. Any other bytes, and this
             # frame whenever `_split` would not read it itself, go to `_split`.
             6 <= (size := len(data)) <= 131
-            and (data[0] == 0x81 or data[0] == 0x82)  # FIN, no RSV bit, text or binary
             and data[1] == 0x80 | (size - 6)  # masked, its length is the rest of `data`
+            and ((first := data[0]) == 0x81 or first == 0x82)  # FIN, no RSV, text or binary
             and size - 6 <= self.max_size
             and self._fragmented is None
             and self.protocol.state is OPEN
         ):
             payload = apply_mask(data[6:], data[2:6])
-            if data[0] == 0x82:
+            if first == 0x82:
                 self.on_message(payload)
                 return False
             try:
