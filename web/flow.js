@@ -211,7 +211,7 @@ export class FlowControl {
       if (this.recentQueue.length > 3) this.recentQueue.shift();
       this.queueDelay = median(this.recentQueue);
       this.overMark.push(this.queueDelay > this.shrinkAbove);
-      if (this.overMark.length > this.cwnd + 4) this.overMark.shift();
+      if (this.overMark.length > this.maxWindow + 4) this.overMark.shift();
       // Three frames of the present window, so that one late frame decides nothing.
       if (this.recentQueue.length === 3) this.adjust(now);
     }
@@ -238,8 +238,10 @@ export class FlowControl {
     // 90-180 ms for a moment over a standing 50-60 ms at window 4), where the window's own
     // frames, bunched, kept the growth mark out of reach: 8.8 and 12.8 fps against fixed
     // window 4's 16.0 (run 4).
-    const over = this.overMark.filter(Boolean).length;
-    if (this.queueDelay > this.shrinkAbove && over > this.cwnd && this.overMark.length === this.cwnd + 4) {
+    // (The window may also have been lowered below by `needed`, without a setWindow.)
+    const recent = this.overMark.slice(-(this.window + 4));
+    const over = recent.filter(Boolean).length;
+    if (this.queueDelay > this.shrinkAbove && recent.length === this.window + 4 && over > this.window) {
       if (now - this.lastIncreaseAt < 2 * (this.rtt || 0) + 1000) {
         // The last step up filled the link: try again later, and later after each failure.
         this.probeDelay = Math.min(PROBE_MAX_MS, this.probeDelay * 2);
